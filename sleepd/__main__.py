@@ -1,0 +1,3 @@
+from sleepd.cli import main
+
+main()

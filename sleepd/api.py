@@ -1,0 +1,125 @@
+"""The HTTP API. Every endpoint but /health needs a bearer token; every error has one shape:
+``{"error": {"status", "code", "message"}}``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from sleepd import defaults
+from sleepd.auth import Principal, authenticate
+from sleepd.errors import BadRequest, SleepdError, Unauthorized, error_body
+from sleepd.service import Service
+
+__all__ = ["create_app"]
+
+Health = Callable[[], dict[str, Any]]
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(error_body(status, code, message), status_code=status)
+
+
+def _principal(service: Service, request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    principal = authenticate(service.ledger, token.strip())
+    if principal is None:
+        raise Unauthorized("invalid token")
+    return principal
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise BadRequest(f"'{key}' must be a non-empty string")
+    return value
+
+
+def create_app(service: Service, health: Health | None = None) -> FastAPI:
+    app = FastAPI(title="sleepd", version="0.1.0", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(SleepdError)
+    async def _sleepd_error(_: Request, exc: SleepdError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, "bad_request", str(exc.errors()[:3]))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+
+    @app.get("/health")
+    def get_health() -> JSONResponse:
+        report = health() if health else {"status": "ok"}
+        return JSONResponse(report, status_code=200 if report.get("status") == "ok" else 503)
+
+    @app.get("/v1/status")
+    def get_status(request: Request) -> dict[str, Any]:
+        _principal(service, request)
+        return service.status()
+
+    @app.post("/v1/query")
+    async def post_query(request: Request) -> dict[str, Any]:
+        principal = _principal(service, request)
+        body = await _body(request)
+        return await _threaded(lambda: service.query(
+            body.get("q"), body.get("budget", defaults.DEFAULT_BUDGET), principal).as_dict())
+
+    @app.post("/v1/refresh")
+    async def post_refresh(request: Request) -> dict[str, Any]:
+        principal = _principal(service, request)
+        body = await _body(request)
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise BadRequest("'force' must be true or false")
+        return service.refresh(principal, _optional_str(body, "source"), _optional_str(body, "path"), force)
+
+    @app.post("/v1/purge")
+    async def post_purge(request: Request) -> dict[str, Any]:
+        principal = _principal(service, request)
+        body = await _body(request)
+        return await _threaded(lambda: service.purge(
+            principal, _optional_str(body, "source"), _optional_str(body, "path")))
+
+    @app.post("/v1/reindex")
+    async def post_reindex(request: Request) -> dict[str, Any]:
+        principal = _principal(service, request)
+        return await _threaded(lambda: service.reindex(principal))
+
+    return app
+
+
+async def _threaded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Blocking work (embedding, SQL) off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn)

@@ -1,0 +1,332 @@
+"""The command line: parse, build settings, call the library (or the running daemon), print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sleepd import defaults
+from sleepd.auth import Principal
+from sleepd.errors import SleepdError
+from sleepd.settings import Settings, load_settings, source_from_path
+
+__all__ = ["main"]
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+LOCAL_ADMIN = Principal("local-admin", admin=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@contextmanager
+def _service(settings: Settings) -> Iterator[Any]:
+    """The library in this process, for when no daemon runs (it locks the index folder)."""
+    from sleepd.service import Service
+
+    service = Service.open(settings)
+    try:
+        yield service
+    finally:
+        service.close()
+        service.ledger.close()
+
+
+def _call(settings: Settings, method: str, path: str, body: dict[str, Any] | None,
+          local: Callable[[Any], Any]) -> dict[str, Any]:
+    """Through the daemon's API when one answers, else in this process."""
+    from sleepd.client import Client
+
+    client = Client.discover(settings)
+    if client is not None:
+        try:
+            return client.get(path) if method == "GET" else client.post(path, body)
+        finally:
+            client.close()
+    with _service(settings) as service:
+        result = local(service)
+        return result if isinstance(result, dict) else result.as_dict()  # type: ignore[no-any-return]
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+def cli(verbose: bool) -> None:
+    """sleepd: enrich your context while idle, answer within a token budget."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "watchdog", "celery", "kombu", "sentence_transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--profile", type=click.Choice(["auto", "code", "docs"]), default="auto", show_default=True)
+@click.option("--access", multiple=True, help="Principals or groups that may read these paths (default: any token).")
+@click.option("--port", type=int, envvar="SLEEPD_API_PORT", help=f"API port (default {defaults.API_PORT}).")
+def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int | None) -> None:
+    """Run the daemon: watch PATHS (and configured sources), enrich while idle, serve the API."""
+    from dataclasses import replace
+
+    from sleepd.daemon import Daemon
+
+    settings = _settings()
+    if port is not None:
+        settings = replace(settings, api_port=port)
+    missing = [p for p in paths if not os.path.isdir(p)]
+    if missing:
+        raise click.BadParameter(f"not a folder: {', '.join(missing)}", param_hint="PATHS")
+    sources = tuple(source_from_path(p, profile=profile, access=access or ("*",)) for p in paths)
+    daemon = Daemon(settings, extra_sources=sources)
+    if sys.stderr.isatty():
+        threading.Thread(target=_progress, args=(daemon,), daemon=True).start()
+    daemon.run_forever()
+
+
+def _progress(daemon: Any) -> None:
+    """A progress bar for the first pass, on a terminal."""
+    daemon.stop_event.wait(2.0)
+    with Progress(TextColumn("enriching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("enrich", total=None)
+        while not daemon.stop_event.wait(1.0):
+            try:
+                status = daemon.ledger.status()
+            except Exception:
+                continue
+            counts = [s["items"] for s in status["sources"]]
+            total = sum(c["pending"] + c["enriched"] + c["failed"] for c in counts)
+            done = sum(c["enriched"] + c["failed"] for c in counts)
+            bar.update(task, total=total, completed=done)
+            if total and done >= total:
+                return
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """Sources and their items by state, the queue, failures, the daemon."""
+    from sleepd.client import Client
+    from sleepd.ledger import Ledger
+
+    settings = _settings()
+    client = Client.discover(settings)
+    if client is not None:
+        try:
+            report = client.get("/v1/status")
+        finally:
+            client.close()
+    else:
+        ledger = Ledger(settings.database_url)
+        report = ledger.status()
+        ledger.close()
+        report["daemon"] = {"state": "not running"}
+    if as_json:
+        _print_json(report)
+        return
+    table = Table(title="sleepd sources")
+    for column in ("source", "path", "pending", "enriched", "failed", "deleted", "error"):
+        table.add_column(column)
+    for src in report["sources"]:
+        items = src["items"]
+        table.add_row(src["name"], str(src["path"]), str(items["pending"]), str(items["enriched"]),
+                      str(items["failed"]), str(items["deleted"]), src["error"] or "")
+    out.print(table)
+    out.print(f"queue: {report['queue'] or 'empty'}   records: {report['records']}   "
+              f"index lag: {report['index_lag']}   daemon: {report['daemon'].get('state')}")
+    for src in report["sources"]:
+        for failure in src["failed"]:
+            out.print(f"[red]failed[/red] {src['name']}:{failure['item']}: {failure['error']}")
+
+
+@cli.command()
+@click.argument("q")
+@click.option("--budget", type=int, default=defaults.DEFAULT_BUDGET, show_default=True, help="Token budget.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def query(q: str, budget: int, as_json: bool) -> None:
+    """Answer Q from memory: a cited context pack within the budget."""
+    from sleepd.query import check_query
+
+    check_query(q, budget)  # before reaching a daemon or loading a model
+    settings = _settings()
+    result = _call(settings, "POST", "/v1/query", {"q": q, "budget": budget},
+                   lambda s: s.query(q, budget, LOCAL_ADMIN))
+    if as_json:
+        _print_json(result)
+        return
+    for rec in result["records"]:
+        span = rec["evidence"][0] if rec["evidence"] else {}
+        where = f"{rec['source']}:{rec['item']}:{span.get('start_line', '?')}-{span.get('end_line', '?')}"
+        fresh = "" if rec["fresh"] else " [yellow](changed since enriched)[/yellow]"
+        out.print(f"[bold]{where}[/bold] {rec['kind']} score={rec['score']}{fresh}")
+        out.print(rec["text"], markup=False, highlight=False)
+        out.print()
+    out.print(f"{result['tokens_used']}/{result['budget']} tokens, {len(result['records'])} records")
+
+
+@cli.command()
+@click.option("--source", help="Only this source.")
+@click.option("--path", "pattern", help="Only items whose path matches this glob.")
+@click.option("--force", is_flag=True, help="Re-enrich even if the content did not change.")
+def refresh(source: str | None, pattern: str | None, force: bool) -> None:
+    """Queue items for enrichment ahead of everything else."""
+    settings = _settings()
+    body = {"source": source, "path": pattern, "force": force}
+    result = _call(settings, "POST", "/v1/refresh", body,
+                   lambda s: s.refresh(LOCAL_ADMIN, source, pattern, force))
+    click.echo(f"queued {result['queued']} items for refresh" + (" (forced)" if force else ""))
+
+
+@cli.command()
+@click.option("--source", help="Purge a whole source (and forget it).")
+@click.option("--path", "pattern", help="Purge items whose path matches this glob.")
+@click.option("--json", "as_json", is_flag=True)
+def purge(source: str | None, pattern: str | None, as_json: bool) -> None:
+    """Remove memory: records, every version, index points and query-log text."""
+    if source is None and pattern is None:
+        raise click.UsageError("give --source or --path (or both)")
+    settings = _settings()
+    result = _call(settings, "POST", "/v1/purge", {"source": source, "path": pattern},
+                   lambda s: s.purge(LOCAL_ADMIN, source, pattern))
+    if as_json:
+        _print_json(result)
+        return
+    click.echo(f"purged {result['items']} items: {result['records']} records, {result['versions']} versions, "
+               f"{result['index_points']} index points, {result['changes']} changes, "
+               f"{result['query_log']} query-log entries")
+
+
+@cli.command()
+def reindex() -> None:
+    """Rebuild the vector index from the ledger (no re-embedding)."""
+    settings = _settings()
+    result = _call(settings, "POST", "/v1/reindex", None, lambda s: s.reindex(LOCAL_ADMIN))
+    click.echo(f"reindexed {result['points']} points")
+
+
+@cli.command()
+def check() -> None:
+    """Exit 0 when the daemon is healthy, 1 otherwise (for health probes)."""
+    from sleepd.client import Client
+
+    client = Client.discover(_settings())
+    if client is None:
+        click.echo("unhealthy: daemon not running", err=True)
+        sys.exit(1)
+    try:
+        code, report = client.health()
+    finally:
+        client.close()
+    if code != 200:
+        bad = {k: v for k, v in report.get("components", {}).items() if v != "ok"}
+        click.echo(f"unhealthy: {bad or report}", err=True)
+        sys.exit(1)
+    click.echo("ok")
+
+
+@cli.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run a Celery worker for S(c) (started by the daemon, or alone for a team)."""
+    from workers.app import configure
+
+    app = configure(_settings())
+    _exit_with_parent()
+    app.worker_main(["worker", "--pool=solo", "-Q", defaults.QUEUE, f"--loglevel={loglevel}",
+                     "--without-gossip", "--without-mingle", "-n", f"sleepd-{os.getpid()}@%h"])
+
+
+def _exit_with_parent() -> None:
+    """The embedded worker must not outlive its daemon."""
+    parent = os.environ.get("SLEEPD_PARENT_PID")
+    if not parent:
+        return
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != int(parent):
+                os._exit(0)
+            threading.Event().wait(1.0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+@cli.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.argument("principal")
+@click.option("--group", "groups", multiple=True, help="Groups the principal belongs to.")
+@click.option("--admin", is_flag=True, help="May refresh, purge and read everything.")
+def token_create(principal: str, groups: tuple[str, ...], admin: bool) -> None:
+    """Create a token for PRINCIPAL and print it (once)."""
+    from sleepd.auth import create_token
+    from sleepd.ledger import Ledger
+
+    ledger = Ledger(_settings().database_url)
+    click.echo(create_token(ledger, principal, groups, admin))
+    ledger.close()
+
+
+@cli.group()
+def sources() -> None:
+    """Declared sources."""
+
+
+@sources.command("add")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", help="Source name (default: the folder name).")
+@click.option("--profile", type=click.Choice(["auto", "code", "docs"]), default="auto", show_default=True)
+@click.option("--access", multiple=True, help="Principals or groups that may read it (default: any token).")
+def sources_add(path: str, name: str | None, profile: str, access: tuple[str, ...]) -> None:
+    """Add a folder to watch (picked up by the daemon at its next start)."""
+    from sleepd.ledger import Ledger
+
+    source = source_from_path(path, name=name, profile=profile, access=access or ("*",))
+    ledger = Ledger(_settings().database_url)
+    ledger.save_source(source)
+    ledger.close()
+    click.echo(f"added source {source.name}: {source.path}")
+
+
+@sources.command("list")
+def sources_list() -> None:
+    from sleepd.ledger import Ledger
+
+    ledger = Ledger(_settings().database_url)
+    for source in ledger.sources():
+        click.echo(f"{source.name}\t{source.kind}\t{source.path}\tprofile={source.profile}\t"
+                   f"access={','.join(source.access)}")
+    ledger.close()
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SleepdError as exc:
+        err.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
+        sys.exit(2)

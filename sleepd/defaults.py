@@ -1,0 +1,46 @@
+"""Every default in one place, each with the reason for its value."""
+
+from __future__ import annotations
+
+#: where the ledger, index, broker folder and token live unless SLEEPD_HOME says otherwise
+HOME = ".sleepd"
+#: config file looked for in the working directory, then in the home folder
+CONFIG_NAME = "sleepd.toml"
+#: seconds without a query before the system counts as idle and enrichment may run
+IDLE_SECONDS = 10.0
+#: watchdog events for one path within this window are coalesced into one change
+DEBOUNCE_SECONDS = 0.5
+#: a full rescan catches what inotify missed (overflowed queues, network mounts)
+RESCAN_SECONDS = 300.0
+#: files larger than this are recorded as failed, not read: 2 MB of text is ~500k tokens
+MAX_FILE_BYTES = 2_000_000
+#: an enqueued change not finished after this long is enqueued again (worker died, broker lost it)
+LEASE_SECONDS = 300.0
+#: the scheduler keeps at most this many tasks in flight so refreshes can jump the queue
+MAX_IN_FLIGHT = 16
+#: scheduler and indexer loop periods: short enough that an edit shows within a second or two
+SCHEDULER_TICK = 0.5
+INDEXER_TICK = 0.2
+#: the tokenizer that counts pack budgets; cl100k is what most assistants' models use
+TOKENIZER = "cl100k_base"
+#: the query API refuses budgets outside this range (larger packs defeat the purpose)
+MIN_BUDGET = 16
+MAX_BUDGET = 65_536
+DEFAULT_BUDGET = 1024
+#: longest accepted query text; a question, not a document
+MAX_QUERY_CHARS = 8_000
+#: candidates asked of the vector index before verification and ranking
+CANDIDATES = 64
+#: API listen address: loopback, a team exposes it deliberately
+API_HOST = "127.0.0.1"
+API_PORT = 7878
+#: the Celery queue name, so sleepd can share a broker with other apps
+QUEUE = "sleepd"
+#: embedding dimension of all-MiniLM-L6-v2
+EMBED_DIM = 384
+#: files never worth indexing, whatever the include globs say
+EXCLUDE = (
+    ".git/**", "**/.git/**", "**/__pycache__/**", "**/node_modules/**", "**/.venv/**", "**/venv/**",
+    "**/.tox/**", "**/.mypy_cache/**", "**/.pytest_cache/**", "**/.ruff_cache/**", ".sleepd/**",
+    "**/.sleepd/**", "**/*.pyc", "**/.DS_Store",
+)

@@ -1,0 +1,547 @@
+"""The ledger: durable state of sources, items, changes, versions and records.
+
+Every write that matters happens here, in one transaction each. SQLite runs in WAL mode with
+``BEGIN IMMEDIATE`` for writers (so two processes never deadlock upgrading a lock) and a
+separate reader engine whose deferred transactions see one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, create_engine, delete, event, func
+from sqlmodel import Session, SQLModel, col, select
+
+from sleepd.records import Draft
+from sleepd.schema import (
+    AuditRow,
+    ChangeRow,
+    ChangeStatus,
+    IndexEventRow,
+    ItemRow,
+    ItemState,
+    MetaRow,
+    QueryLogRow,
+    RecordRow,
+    SourceRow,
+    VersionRow,
+)
+from sleepd.settings import FileSource
+
+__all__ = ["Ledger", "PurgeReceipt"]
+
+#: a change handed out this many times without finishing is a poison pill: give up on it
+MAX_ATTEMPTS = 5
+_RECORD_NS = uuid.UUID("6f1c6f0e-3c55-4a8e-9a51-2d1f2b7f0c11")
+_OPEN = (ChangeStatus.PENDING.value, ChangeStatus.ENQUEUED.value)
+
+
+def record_id(item_id: int, version: int, ordinal: int) -> str:
+    """Deterministic, so a retried publish produces the same ids."""
+    return str(uuid.uuid5(_RECORD_NS, f"{item_id}:{version}:{ordinal}"))
+
+
+@dataclass
+class PurgeReceipt:
+    items: int = 0
+    versions: int = 0
+    records: int = 0
+    changes: int = 0
+    query_log: int = 0
+    index_points: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _make_engine(url: str, immediate: bool) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url, immediate=True)
+        self.reader = _make_engine(url, immediate=False) if url.startswith("sqlite") else self.engine
+        SQLModel.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.reader.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.reader, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # -- meta and audit ---------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self.read() as s:
+            row = s.get(MetaRow, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as s:
+            row = s.get(MetaRow, key)
+            if row is None:
+                s.add(MetaRow(key=key, value=value))
+            else:
+                row.value = value
+
+    def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        with self.write() as s:
+            s.add(AuditRow(at=time.time(), actor=actor, action=action, detail=json.dumps(detail)))
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def save_source(self, source: FileSource) -> None:
+        config = json.dumps(source.as_dict())
+        with self.write() as s:
+            row = s.get(SourceRow, source.name)
+            if row is None:
+                s.add(SourceRow(name=source.name, kind=source.kind, config=config, created_at=time.time()))
+            else:
+                row.config = config
+
+    def sources(self) -> list[FileSource]:
+        with self.read() as s:
+            rows = s.exec(select(SourceRow).order_by(SourceRow.name)).all()
+        return [_source_from_row(r) for r in rows]
+
+    def get_source(self, name: str) -> FileSource | None:
+        with self.read() as s:
+            row = s.get(SourceRow, name)
+        return _source_from_row(row) if row else None
+
+    def set_source_error(self, name: str, error: str | None) -> None:
+        with self.write() as s:
+            row = s.get(SourceRow, name)
+            if row is not None and row.error != error:
+                row.error = error
+
+    def mark_scanned(self, name: str) -> None:
+        with self.write() as s:
+            row = s.get(SourceRow, name)
+            if row is not None:
+                row.last_scan_at = time.time()
+                row.error = None
+
+    # -- observations (watchers) ------------------------------------------------------------
+
+    def known_items(self, source: str) -> dict[str, ItemRow]:
+        """Items of a source that exist (not deleted), by key."""
+        with self.read() as s:
+            rows = s.exec(select(ItemRow).where(ItemRow.source == source,
+                                                ItemRow.state != ItemState.DELETED.value)).all()
+        return {r.key: r for r in rows}
+
+    def observe(self, source: str, key: str, content_hash: str, size: int, mtime_ns: int) -> bool:
+        """Record that ``key`` now has ``content_hash``. True when that is a change."""
+        now = time.time()
+        with self.write() as s:
+            item = s.exec(select(ItemRow).where(ItemRow.source == source, ItemRow.key == key)).first()
+            if item is None:
+                item = ItemRow(source=source, key=key, updated_at=now)
+                s.add(item)
+                s.flush()
+            elif item.observed_hash == content_hash and item.state != ItemState.DELETED.value:
+                item.size, item.mtime_ns = size, mtime_ns
+                return False
+            item.observed_hash, item.size, item.mtime_ns = content_hash, size, mtime_ns
+            item.state, item.error, item.updated_at = ItemState.PENDING.value, None, now
+            assert item.id is not None
+            s.add(ChangeRow(item_id=item.id, content_hash=content_hash, observed_at=now))
+            return True
+
+    def observe_deleted(self, source: str, key: str) -> bool:
+        now = time.time()
+        with self.write() as s:
+            item = s.exec(select(ItemRow).where(ItemRow.source == source, ItemRow.key == key)).first()
+            if item is None or item.state == ItemState.DELETED.value or item.observed_hash is None \
+                    and item.version == 0:
+                if item is not None and item.version == 0:
+                    item.state = ItemState.DELETED.value
+                return False
+            item.observed_hash, item.state, item.updated_at = None, ItemState.PENDING.value, now
+            assert item.id is not None
+            s.add(ChangeRow(item_id=item.id, content_hash=None, observed_at=now))
+            return True
+
+    def note_item_error(self, source: str, key: str, error: str) -> None:
+        """A watcher could not even read an item; shown in status, retried by the next scan."""
+        with self.write() as s:
+            item = s.exec(select(ItemRow).where(ItemRow.source == source, ItemRow.key == key)).first()
+            if item is None:
+                item = ItemRow(source=source, key=key)
+                s.add(item)
+            item.state, item.error, item.observed_hash = ItemState.FAILED.value, error, None
+            item.updated_at = time.time()
+
+    def request_refresh(self, source: str | None, pattern: str | None, force: bool) -> int:
+        """Queue matching items ahead of everything else; ``force`` re-enriches even if current."""
+        now = time.time()
+        with self.write() as s:
+            items = _matching_items(s, source, pattern)
+            for item in items:
+                if item.state == ItemState.DELETED.value:
+                    continue
+                assert item.id is not None
+                s.add(ChangeRow(item_id=item.id, content_hash=item.observed_hash, priority=10,
+                                force=force, observed_at=now))
+            return sum(1 for i in items if i.state != ItemState.DELETED.value)
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def due_changes(self, limit: int, lease_seconds: float) -> list[ChangeRow]:
+        """Open changes to hand to workers: pending ones, and enqueued ones whose lease ran out.
+        One per item (the task reads the item's latest state), refreshes first."""
+        if limit <= 0:
+            return []
+        expired = time.time() - lease_seconds
+        with self.write() as s:
+            rows = s.exec(
+                select(ChangeRow)
+                .where((col(ChangeRow.status) == ChangeStatus.PENDING.value)
+                       | ((col(ChangeRow.status) == ChangeStatus.ENQUEUED.value)
+                          & (col(ChangeRow.enqueued_at) < expired)))
+                .order_by(col(ChangeRow.priority).desc(), col(ChangeRow.id))
+                .limit(limit * 4)
+            ).all()
+            due: dict[int, ChangeRow] = {}
+            for row in rows:
+                if row.attempts >= MAX_ATTEMPTS:
+                    row.status = ChangeStatus.FAILED.value
+                    row.error = f"gave up after {row.attempts} attempts (worker lost each time)"
+                    _fail_item_row(s, row.item_id, row.error)
+                elif row.item_id not in due:
+                    due[row.item_id] = row
+                else:  # an older duplicate for the same item: the newer task covers it
+                    row.status = ChangeStatus.SUPERSEDED.value
+                    row.finished_at = time.time()
+            return list(due.values())[:limit]
+
+    def in_flight(self, lease_seconds: float) -> int:
+        expired = time.time() - lease_seconds
+        with self.read() as s:
+            return int(s.exec(select(func.count()).select_from(ChangeRow).where(
+                ChangeRow.status == ChangeStatus.ENQUEUED.value, col(ChangeRow.enqueued_at) >= expired)).one())
+
+    def mark_enqueued(self, change_ids: Sequence[int]) -> None:
+        now = time.time()
+        with self.write() as s:
+            for change in s.exec(select(ChangeRow).where(col(ChangeRow.id).in_(change_ids))).all():
+                change.status, change.enqueued_at = ChangeStatus.ENQUEUED.value, now
+                change.attempts += 1
+
+    # -- the worker's side ------------------------------------------------------------------
+
+    def item(self, item_id: int) -> ItemRow | None:
+        with self.read() as s:
+            return s.get(ItemRow, item_id)
+
+    def change(self, change_id: int) -> ChangeRow | None:
+        with self.read() as s:
+            return s.get(ChangeRow, change_id)
+
+    def last_change_id(self, item_id: int) -> int:
+        with self.read() as s:
+            value = s.exec(select(func.max(ChangeRow.id)).where(ChangeRow.item_id == item_id)).one()
+        return int(value or 0)
+
+    def close_if_current(self, item_id: int, content_hash: str, pipeline_version: str, seen_change_id: int) -> bool:
+        """If that content is already published by this pipeline, close the changes and say so."""
+        with self.write() as s:
+            item = s.get(ItemRow, item_id, with_for_update=True)
+            if item is None or not _is_current(item, content_hash, pipeline_version):
+                return False
+            _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.DONE)
+            return True
+
+    def publish_version(self, item_id: int, content_hash: str, pipeline_version: str,
+                        drafts: Sequence[Draft], vectors: npt.NDArray[np.float32],
+                        access: Sequence[str], seen_change_id: int, force: bool = False) -> int | None:
+        """Atomically replace the item's records with a new version. Returns the new version,
+        or None when that content is already published by this pipeline (idempotent)."""
+        now = time.time()
+        with self.write() as s:
+            item = s.get(ItemRow, item_id, with_for_update=True)
+            if item is None:
+                return None  # purged while we worked
+            if not force and _is_current(item, content_hash, pipeline_version):
+                _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.DONE)
+                return None
+            _retract_records(s, item_id)
+            version = item.version + 1
+            for old in s.exec(select(VersionRow).where(VersionRow.item_id == item_id,
+                                                       VersionRow.status == "published")).all():
+                old.status = "superseded"
+            ids = []
+            for ordinal, (draft, vector) in enumerate(zip(drafts, vectors, strict=True)):
+                rid = record_id(item_id, version, ordinal)
+                ids.append(rid)
+                s.add(RecordRow(
+                    id=rid, item_id=item_id, version=version, source=item.source, path=item.key,
+                    kind=draft.kind.value, title=draft.title, text=draft.text,
+                    evidence=json.dumps([e.as_dict() for e in draft.evidence]), access=json.dumps(list(access)),
+                    embedding=np.asarray(vector, dtype=np.float32).tobytes(), content_hash=content_hash,
+                    pipeline_version=pipeline_version, created_at=now))
+            s.add(VersionRow(item_id=item_id, version=version, content_hash=content_hash,
+                             pipeline_version=pipeline_version, status="published", n_records=len(ids),
+                             created_at=now))
+            s.flush()
+            s.add_all([IndexEventRow(op="upsert", record_id=rid) for rid in ids])
+            item.version, item.enriched_hash, item.pipeline_version = version, content_hash, pipeline_version
+            item.n_records, item.error, item.updated_at = len(ids), None, now
+            _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.DONE)
+            return version
+
+    def retract_item(self, item_id: int, seen_change_id: int) -> int:
+        """The item is gone: remove its records (the index follows). Returns records removed."""
+        with self.write() as s:
+            item = s.get(ItemRow, item_id, with_for_update=True)
+            if item is None:
+                return 0
+            removed = _retract_records(s, item_id)
+            for old in s.exec(select(VersionRow).where(VersionRow.item_id == item_id,
+                                                       VersionRow.status == "published")).all():
+                old.status = "retracted"
+            item.n_records, item.enriched_hash, item.updated_at = 0, None, time.time()
+            _finish_changes(s, item, None, seen_change_id, ChangeStatus.DONE)
+            return removed
+
+    def fail_item(self, item_id: int, error: str, seen_change_id: int) -> None:
+        """Enrichment failed for good; older memory (if any) stays, marked stale by the query."""
+        with self.write() as s:
+            item = s.get(ItemRow, item_id, with_for_update=True)
+            if item is None:
+                return
+            for change in _open_changes(s, item_id, seen_change_id):
+                change.status, change.error, change.finished_at = ChangeStatus.FAILED.value, error, time.time()
+            item.state, item.error, item.updated_at = ItemState.FAILED.value, error, time.time()
+
+    # -- the indexer's side -----------------------------------------------------------------
+
+    def index_cursor(self) -> int:
+        return int(self.get_meta("index_cursor") or 0)
+
+    def set_index_cursor(self, seq: int) -> None:
+        self.set_meta("index_cursor", str(seq))
+
+    def events_after(self, seq: int, limit: int) -> list[IndexEventRow]:
+        with self.read() as s:
+            return list(s.exec(select(IndexEventRow).where(col(IndexEventRow.seq) > seq)
+                               .order_by(col(IndexEventRow.seq)).limit(limit)).all())
+
+    def last_event_seq(self) -> int:
+        with self.read() as s:
+            return int(s.exec(select(func.max(IndexEventRow.seq))).one() or 0)
+
+    def records_by_id(self, ids: Sequence[str]) -> list[RecordRow]:
+        if not ids:
+            return []
+        with self.read() as s:
+            return list(s.exec(select(RecordRow).where(col(RecordRow.id).in_(list(ids)))).all())
+
+    def iter_records(self, batch: int = 512) -> Iterator[list[RecordRow]]:
+        last = ""
+        while True:
+            with self.read() as s:
+                rows = list(s.exec(select(RecordRow).where(col(RecordRow.id) > last)
+                                   .order_by(col(RecordRow.id)).limit(batch)).all())
+            if not rows:
+                return
+            yield rows
+            last = rows[-1].id
+
+    def compact_events(self, upto: int) -> None:
+        """Applied events are history nobody reads again."""
+        with self.write() as s:
+            s.exec(delete(IndexEventRow).where(col(IndexEventRow.seq) <= upto))  # type: ignore[call-overload]
+
+    # -- the query's side -------------------------------------------------------------------
+
+    def current_records(self, ids: Sequence[str]) -> tuple[list[RecordRow], dict[int, ItemRow]]:
+        """The candidates that are still the published version of a live item, read in one
+        snapshot (so an item's records all come from one version), with their items."""
+        if not ids:
+            return [], {}
+        with self.read() as s:
+            rows = list(s.exec(select(RecordRow).where(col(RecordRow.id).in_(list(ids)))).all())
+            item_ids = {r.item_id for r in rows}
+            items = {i.id: i for i in s.exec(select(ItemRow).where(col(ItemRow.id).in_(item_ids))).all()}
+        live = [r for r in rows if r.item_id in items and items[r.item_id].version == r.version]
+        return live, {k: v for k, v in items.items() if k is not None}
+
+    def log_query(self, row: QueryLogRow) -> None:
+        with self.write() as s:
+            s.add(row)
+            meta = s.get(MetaRow, "last_query_at")
+            if meta is None:
+                s.add(MetaRow(key="last_query_at", value=str(row.at)))
+            else:
+                meta.value = str(row.at)
+
+    def last_query_at(self) -> float:
+        return float(self.get_meta("last_query_at") or 0.0)
+
+    # -- admin ------------------------------------------------------------------------------
+
+    def purge(self, source: str | None = None, pattern: str | None = None) -> tuple[PurgeReceipt, list[str]]:
+        """Remove matching items with every version, record and change, the query-log text
+        that drew on them, and (for a whole source) the source itself. Returns the receipt and
+        the record ids whose index points the caller must remove."""
+        receipt = PurgeReceipt()
+        with self.write() as s:
+            items = _matching_items(s, source, pattern)
+            item_ids = [i.id for i in items if i.id is not None]
+            record_ids = list(s.exec(select(RecordRow.id).where(col(RecordRow.item_id).in_(item_ids))).all())
+            receipt.items, receipt.records = len(item_ids), len(record_ids)
+            receipt.versions = _delete_where(s, VersionRow, col(VersionRow.item_id).in_(item_ids))
+            receipt.changes = _delete_where(s, ChangeRow, col(ChangeRow.item_id).in_(item_ids))
+            _delete_where(s, RecordRow, col(RecordRow.item_id).in_(item_ids))
+            s.add_all([IndexEventRow(op="delete", record_id=rid) for rid in record_ids])
+            _delete_where(s, ItemRow, col(ItemRow.id).in_(item_ids))
+            purged = set(item_ids)
+            for row in s.exec(select(QueryLogRow)).all():
+                if purged & set(json.loads(row.items)):
+                    s.delete(row)
+                    receipt.query_log += 1
+            if source is not None and pattern is None:
+                src = s.get(SourceRow, source)
+                if src is not None:
+                    s.delete(src)
+        return receipt, record_ids
+
+    def status(self) -> dict[str, Any]:
+        with self.read() as s:
+            sources = s.exec(select(SourceRow).order_by(SourceRow.name)).all()
+            counts = s.exec(select(ItemRow.source, ItemRow.state, func.count()).group_by(
+                ItemRow.source, ItemRow.state)).all()
+            failed = s.exec(select(ItemRow).where(ItemRow.state == ItemState.FAILED.value)
+                            .order_by(col(ItemRow.updated_at).desc()).limit(50)).all()
+            queue = s.exec(select(ChangeRow.status, func.count()).where(
+                col(ChangeRow.status).in_(_OPEN)).group_by(ChangeRow.status)).all()
+            n_records = int(s.exec(select(func.count()).select_from(RecordRow)).one())
+            last_seq = int(s.exec(select(func.max(IndexEventRow.seq))).one() or 0)
+            cursor_row = s.get(MetaRow, "index_cursor")
+        by_source: dict[str, Counter[str]] = {}
+        for name, state, n in counts:
+            by_source.setdefault(name, Counter())[state] = n
+        cursor = int(cursor_row.value) if cursor_row else 0
+        return {
+            "sources": [{
+                "name": src.name, "kind": src.kind, "path": json.loads(src.config).get("path"),
+                "error": src.error, "last_scan_at": src.last_scan_at,
+                "items": {st.value: by_source.get(src.name, Counter())[st.value] for st in ItemState},
+                "failed": [{"item": f.key, "error": f.error} for f in failed if f.source == src.name],
+            } for src in sources],
+            "queue": {status: n for status, n in queue},
+            "records": n_records,
+            "index_lag": max(0, last_seq - cursor),
+        }
+
+
+def _is_current(item: ItemRow, content_hash: str, pipeline_version: str) -> bool:
+    return (item.version > 0 and item.enriched_hash == content_hash and item.pipeline_version == pipeline_version
+            and item.state != ItemState.DELETED.value)
+
+
+def _source_from_row(row: SourceRow) -> FileSource:
+    cfg = json.loads(row.config)
+    return FileSource(name=row.name, path=Path(cfg["path"]), include=tuple(cfg["include"]),
+                      exclude=tuple(cfg["exclude"]), profile=cfg["profile"], access=tuple(cfg["access"]))
+
+
+def _matching_items(s: Session, source: str | None, pattern: str | None) -> list[ItemRow]:
+    query = select(ItemRow)
+    if source is not None:
+        query = query.where(ItemRow.source == source)
+    items = list(s.exec(query).all())
+    if pattern is not None:
+        items = [i for i in items if fnmatch.fnmatchcase(i.key, pattern)]
+    return items
+
+
+def _delete_where(s: Session, table: type[SQLModel], condition: Any) -> int:
+    result = s.exec(delete(table).where(condition))  # type: ignore[call-overload]
+    return int(result.rowcount or 0)
+
+
+def _retract_records(s: Session, item_id: int) -> int:
+    old = list(s.exec(select(RecordRow.id).where(RecordRow.item_id == item_id)).all())
+    if old:
+        _delete_where(s, RecordRow, col(RecordRow.item_id) == item_id)
+        s.add_all([IndexEventRow(op="delete", record_id=rid) for rid in old])
+    return len(old)
+
+
+def _open_changes(s: Session, item_id: int, upto: int) -> list[ChangeRow]:
+    return list(s.exec(select(ChangeRow).where(ChangeRow.item_id == item_id, col(ChangeRow.id) <= upto,
+                                               col(ChangeRow.status).in_(_OPEN))).all())
+
+
+def _finish_changes(s: Session, item: ItemRow, content_hash: str | None, upto: int,
+                    status: ChangeStatus) -> None:
+    """Close the changes this run covered: every change seen before the task read the item
+    (older content), and later ones that saw the same content. Newer content stays open."""
+    assert item.id is not None
+    now = time.time()
+    still_open = False
+    for change in s.exec(select(ChangeRow).where(ChangeRow.item_id == item.id,
+                                                 col(ChangeRow.status).in_(_OPEN))).all():
+        assert change.id is not None
+        if change.content_hash == content_hash:
+            change.status, change.finished_at = status.value, now
+        elif change.id <= upto:
+            change.status, change.finished_at = ChangeStatus.SUPERSEDED.value, now
+        else:
+            still_open = True
+    if still_open:
+        item.state = ItemState.PENDING.value
+    elif content_hash is None:
+        item.state = ItemState.DELETED.value
+    else:
+        item.state = ItemState.ENRICHED.value
+
+
+def _fail_item_row(s: Session, item_id: int, error: str) -> None:
+    item = s.get(ItemRow, item_id)
+    if item is not None:
+        item.state, item.error = ItemState.FAILED.value, error

@@ -1,0 +1,172 @@
+"""Answer a question from c' within a token budget: candidates from the index, verified
+against the ledger, ranked (dense + keyword + kind), packed with a real tokenizer."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sleepd import defaults
+from sleepd.auth import Principal
+from sleepd.embed import Embedder
+from sleepd.errors import BadRequest
+from sleepd.index import VectorIndex
+from sleepd.ledger import Ledger
+from sleepd.schema import ItemRow, QueryLogRow, RecordRow
+from sleepd.tokens import Tokenizer
+
+__all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query"]
+
+#: weight of the keyword overlap against the cosine score; identifiers matter in code
+KEYWORD_WEIGHT = 0.3
+#: a small prior by kind: a symbol or section is denser evidence than a whole-file summary
+KIND_PRIOR = {"symbol": 0.02, "section": 0.02, "file_summary": 0.0, "chunk": 0.0}
+#: a record cut to fit must keep at least this many tokens to be worth including
+MIN_PARTIAL = 48
+#: stale records are replaced by the current raw lines, at most this many
+RAW_LINES = 80
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+")
+_STOP = frozenset(
+    "a an and are as at be by can do does for from how i if in is it of on or the this to what when "
+    "where which who why with".split())
+
+
+@dataclass
+class PackedRecord:
+    text: str
+    kind: str
+    source: str
+    item: str
+    version: int
+    score: float
+    fresh: bool
+    evidence: list[dict[str, Any]]
+    title: str = ""
+
+
+@dataclass
+class QueryResult:
+    query: str
+    budget: int
+    tokens_used: int
+    records: list[PackedRecord] = field(default_factory=list)
+    stale_items: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_query(q: object, budget: object) -> tuple[str, int]:
+    """Validate a query and budget, or raise BadRequest saying what is wrong."""
+    if not isinstance(q, str) or not q.strip():
+        raise BadRequest("query 'q' must be a non-empty string")
+    if len(q) > defaults.MAX_QUERY_CHARS:
+        raise BadRequest(f"query is {len(q)} characters; the limit is {defaults.MAX_QUERY_CHARS}")
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise BadRequest(f"budget must be an integer, got {budget!r}")
+    if not defaults.MIN_BUDGET <= budget <= defaults.MAX_BUDGET:
+        raise BadRequest(f"budget {budget} is out of range: use {defaults.MIN_BUDGET}..{defaults.MAX_BUDGET} tokens")
+    return q.strip(), budget
+
+
+def _terms(text: str) -> set[str]:
+    """Lower-cased words, with identifiers split (``getUserName``, ``get_user_name``)."""
+    words: set[str] = set()
+    for word in _WORD.findall(text):
+        words.add(word.lower())
+        for part in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", word):
+            words.add(part.lower())
+    return words - _STOP
+
+
+def _keyword_score(query_terms: set[str], row: RecordRow) -> float:
+    if not query_terms:
+        return 0.0
+    text_terms = _terms(row.title) | _terms(row.text[:4000])
+    return len(query_terms & text_terms) / len(query_terms)
+
+
+def _raw_region(root: Path | None, path: str, evidence: list[dict[str, Any]]) -> str | None:
+    """The current lines of a changed item's first evidence span, or None if unreadable."""
+    if root is None or not evidence:
+        return None
+    span = evidence[0]
+    try:
+        lines = (root / path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    start = max(1, int(span["start_line"]))
+    end = min(len(lines), int(span["end_line"]), start + RAW_LINES - 1)
+    return "\n".join(lines[start - 1:end]) if end >= start else None
+
+
+class QueryEngine:
+    def __init__(self, ledger: Ledger, index: VectorIndex, embedder: Embedder, tokenizer: Tokenizer,
+                 roots: dict[str, Path] | None = None) -> None:
+        self.ledger = ledger
+        self.index = index
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        #: source name -> folder, to read the raw region of an item changed since enrichment
+        self.roots = roots or {}
+
+    def query(self, q: object, budget: object, principal: Principal) -> QueryResult:
+        started = time.perf_counter()
+        text, limit = check_query(q, budget)
+        vector = self.embedder.encode_one(text)
+        hits = self.index.search(vector.tolist(), defaults.CANDIDATES, access=principal.access)
+        dense = {h.id: h.score for h in hits}
+        rows, items = self.ledger.current_records(list(dense))
+        rows = [r for r in rows if principal.can_read(json.loads(r.access))]
+        terms = _terms(text)
+        scored = sorted(
+            ((dense[r.id] + KEYWORD_WEIGHT * _keyword_score(terms, r) + KIND_PRIOR.get(r.kind, 0.0), r)
+             for r in rows), key=lambda pair: -pair[0])
+        result = self._pack(text, limit, scored, items)
+        self.ledger.log_query(QueryLogRow(
+            at=time.time(), principal=principal.name, query=text, budget=limit,
+            tokens_used=result.tokens_used, n_records=len(result.records),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            items=json.dumps(sorted({r.item_id for _, r in scored[:len(result.records)]}))))
+        return result
+
+    def _pack(self, query: str, budget: int, scored: list[tuple[float, RecordRow]],
+              items: dict[int, ItemRow]) -> QueryResult:
+        result = QueryResult(query=query, budget=budget, tokens_used=0)
+        stale: dict[int, ItemRow] = {}
+        for score, row in scored:
+            remaining = budget - result.tokens_used
+            if remaining < MIN_PARTIAL // 2:
+                break
+            item = items[row.item_id]
+            fresh = item.observed_hash == item.enriched_hash
+            evidence = json.loads(row.evidence)
+            body = row.text
+            if not fresh:
+                stale[row.item_id] = item
+                body = _raw_region(self.roots.get(row.source), row.path, evidence) or body
+            header = f"[{row.kind}] {row.source}:{_span(row.path, evidence)}\n"
+            cost = self.tokenizer.count(header + body)
+            if cost > remaining:
+                if remaining < MIN_PARTIAL:
+                    continue
+                body = self.tokenizer.truncate(header + body, remaining)[len(header):]
+                cost = self.tokenizer.count(header + body)
+                if cost > remaining or not body.strip():
+                    continue
+            result.tokens_used += cost
+            result.records.append(PackedRecord(
+                text=body, kind=row.kind, source=row.source, item=row.path, version=row.version,
+                score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title))
+        result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
+        return result
+
+
+def _span(path: str, evidence: list[dict[str, Any]]) -> str:
+    if not evidence:
+        return path
+    return f"{path}:{evidence[0]['start_line']}-{evidence[0]['end_line']}"

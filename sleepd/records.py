@@ -1,0 +1,49 @@
+"""The shapes every layer shares: evidence pointers and draft records.
+
+An enricher turns one item into a list of :class:`Draft`; the worker embeds the drafts and
+the ledger publishes them as a version. Nothing here touches a database or a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = ["Draft", "Evidence", "RecordKind"]
+
+
+class RecordKind(str, Enum):
+    """What a memory record is; the query ranks some kinds above others."""
+
+    #: one class, function or method: signature, docstring, line span
+    SYMBOL = "symbol"
+    #: one record per file: what it is for, what it defines and imports
+    FILE_SUMMARY = "file_summary"
+    #: one section of prose (a heading and its body, or a paragraph group)
+    SECTION = "section"
+    #: a window of text with no better structure (the fallback)
+    CHUNK = "chunk"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A source span a record is derived from: path relative to its source root, 1-based lines."""
+
+    path: str
+    start_line: int
+    end_line: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"path": self.path, "start_line": self.start_line, "end_line": self.end_line}
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A record an enricher proposes, before it is embedded and published."""
+
+    kind: RecordKind
+    text: str
+    evidence: tuple[Evidence, ...]
+    #: a short name for humans and keyword ranking, e.g. ``requests.sessions.Session.send``
+    title: str = ""
+    meta: dict[str, str] = field(default_factory=dict)

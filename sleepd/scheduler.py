@@ -1,0 +1,90 @@
+"""Decides when and what to enrich; hands work to Celery, never runs S(c) itself.
+
+When: nobody queried for ``idle_seconds`` and the machine is not busy (explicit refreshes
+go regardless). What first: refreshes, then changes in the order they were seen. A change
+handed to the broker whose lease runs out is handed out again: the ledger is the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from sleepd import defaults
+from sleepd.ledger import Ledger
+from sleepd.settings import Settings
+
+__all__ = ["Scheduler", "SchedulerState"]
+
+log = logging.getLogger("sleepd.scheduler")
+
+#: load average per core above which the machine counts as busy (our own worker included)
+BUSY_LOAD_PER_CORE = 4.0
+
+Send = Callable[[int, bool], None]
+
+
+class SchedulerState(str, Enum):
+    """What the scheduler did on its last tick."""
+
+    #: queries arrived recently: only explicit refreshes run
+    WAITING_FOR_IDLE = "waiting_for_idle"
+    #: idle, handing work to workers
+    DISPATCHING = "dispatching"
+    #: the broker refused a task; retried next tick
+    BROKER_DOWN = "broker_down"
+
+
+class Scheduler:
+    def __init__(self, ledger: Ledger, settings: Settings, send: Send) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.send = send
+        self.state = SchedulerState.DISPATCHING
+        self.last_error: str | None = None
+        self.dispatched = 0
+        self.wake = threading.Event()
+
+    def idle(self) -> bool:
+        quiet = time.time() - self.ledger.last_query_at() >= self.settings.idle_seconds
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        return quiet and load < BUSY_LOAD_PER_CORE
+
+    def tick(self) -> int:
+        """Hand out what may run now. Returns the number of tasks sent."""
+        idle = self.idle()
+        room = self.settings.max_in_flight - self.ledger.in_flight(self.settings.lease_seconds)
+        due = self.ledger.due_changes(room, self.settings.lease_seconds)
+        if not idle:
+            due = [c for c in due if c.priority > 0]
+        self.state = SchedulerState.DISPATCHING if idle else SchedulerState.WAITING_FOR_IDLE
+        sent: list[int] = []
+        try:
+            for change in due:
+                self.send(change.item_id, change.force)
+                assert change.id is not None
+                sent.append(change.id)
+        except Exception as exc:  # broker down: the changes stay open in the ledger
+            self.state = SchedulerState.BROKER_DOWN
+            self.last_error = f"broker: {type(exc).__name__}: {exc}"
+            log.warning("cannot enqueue: %s", self.last_error)
+        else:
+            self.last_error = None
+        if sent:
+            self.ledger.mark_enqueued(sent)
+            self.dispatched += len(sent)
+        return len(sent)
+
+    def run(self, stop: threading.Event, tick: float = defaults.SCHEDULER_TICK) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # the ledger may be down: keep going, show it in status
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("scheduler tick failed")
+            self.wake.wait(tick)
+            self.wake.clear()

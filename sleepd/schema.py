@@ -1,0 +1,179 @@
+"""The ledger's tables: the system of record for c' (SQLModel over SQLite or PostgreSQL).
+
+Lists and dicts are stored as JSON text so one schema serves every database.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "AuditRow",
+    "ChangeRow",
+    "ChangeStatus",
+    "IndexEventRow",
+    "ItemRow",
+    "ItemState",
+    "MetaRow",
+    "QueryLogRow",
+    "RecordRow",
+    "SourceRow",
+    "TokenRow",
+    "VersionRow",
+]
+
+
+class ItemState(str, Enum):
+    """Where an item stands."""
+
+    #: a change was observed and awaits enrichment
+    PENDING = "pending"
+    #: its current memory matches the content last observed
+    ENRICHED = "enriched"
+    #: the last attempt failed; ``error`` says why
+    FAILED = "failed"
+    #: the file is gone; its records are retracted
+    DELETED = "deleted"
+
+
+class ChangeStatus(str, Enum):
+    """Life of one observed change (the outbox row)."""
+
+    #: recorded, not yet handed to the broker
+    PENDING = "pending"
+    #: handed to the broker at ``enqueued_at``; re-enqueued if the lease runs out
+    ENQUEUED = "enqueued"
+    #: enriched (or found already current)
+    DONE = "done"
+    #: a later change of the same item was enriched instead
+    SUPERSEDED = "superseded"
+    #: enrichment failed; ``error`` says why
+    FAILED = "failed"
+
+
+class SourceRow(SQLModel, table=True):
+    __tablename__ = "sources"
+    name: str = Field(primary_key=True)
+    kind: str
+    config: str = Field(sa_column=Column(Text, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    last_scan_at: float | None = None
+    created_at: float
+
+
+class ItemRow(SQLModel, table=True):
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("source", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    key: str
+    state: str = Field(default=ItemState.PENDING.value, index=True)
+    observed_hash: str | None = None
+    size: int = 0
+    mtime_ns: int = 0
+    version: int = 0
+    enriched_hash: str | None = None
+    pipeline_version: str | None = None
+    n_records: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: float = 0.0
+
+
+class ChangeRow(SQLModel, table=True):
+    __tablename__ = "changes"
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(index=True)
+    #: None means the item was deleted
+    content_hash: str | None = None
+    status: str = Field(default=ChangeStatus.PENDING.value, index=True)
+    #: higher first: explicit refreshes jump the queue
+    priority: int = 0
+    force: bool = False
+    observed_at: float
+    enqueued_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class VersionRow(SQLModel, table=True):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("item_id", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(index=True)
+    version: int
+    content_hash: str
+    pipeline_version: str
+    status: str
+    n_records: int
+    created_at: float
+
+
+class RecordRow(SQLModel, table=True):
+    __tablename__ = "records"
+    id: str = Field(primary_key=True)
+    item_id: int = Field(index=True)
+    version: int
+    source: str = Field(index=True)
+    path: str
+    kind: str
+    title: str = ""
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    evidence: str = Field(sa_column=Column(Text, nullable=False))
+    access: str = Field(sa_column=Column(Text, nullable=False))
+    #: float32 vector beside the record so the index is rebuilt without re-embedding
+    embedding: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    content_hash: str
+    pipeline_version: str
+    created_at: float
+
+
+class IndexEventRow(SQLModel, table=True):
+    """What the single indexer must apply to the vector index, in order."""
+
+    __tablename__ = "index_events"
+    seq: int | None = Field(default=None, primary_key=True)
+    op: str
+    record_id: str
+
+
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class TokenRow(SQLModel, table=True):
+    __tablename__ = "tokens"
+    #: sha256 of the token: the token itself is never stored
+    hash: str = Field(primary_key=True)
+    principal: str = Field(index=True)
+    groups: str = "[]"
+    admin: bool = False
+    created_at: float
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "audit"
+    id: int | None = Field(default=None, primary_key=True)
+    at: float
+    actor: str
+    action: str
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class QueryLogRow(SQLModel, table=True):
+    __tablename__ = "query_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: float
+    principal: str
+    query: str = Field(sa_column=Column(Text, nullable=False))
+    budget: int
+    tokens_used: int
+    n_records: int
+    latency_ms: float
+    #: items the answer drew on, so a purge can drop the query text that mentions them
+    items: str = "[]"

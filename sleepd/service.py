@@ -1,0 +1,99 @@
+"""The operations every front end shares (REST, CLI, MCP): query, status, refresh, purge,
+reindex. One Service holds the ledger, the index and the query engine of one process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sleepd.auth import Principal
+from sleepd.embed import Embedder, get_embedder
+from sleepd.errors import BadRequest, Forbidden, NotFound
+from sleepd.index import VectorIndex, open_index
+from sleepd.indexer import Indexer
+from sleepd.ledger import Ledger
+from sleepd.query import QueryEngine, QueryResult
+from sleepd.settings import Settings
+from sleepd.tokens import get_tokenizer
+
+__all__ = ["Service"]
+
+
+class Service:
+    def __init__(self, settings: Settings, ledger: Ledger, index: VectorIndex,
+                 embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.index = index
+        self.indexer = Indexer(ledger, index)
+        self._embedder = embedder
+        self._engine: QueryEngine | None = None
+        #: extra status from the daemon (components, worker, scheduler) when one runs this
+        self.extra_status: Callable[[], dict[str, Any]] | None = None
+        #: called after refresh so the scheduler does not wait for its next tick
+        self.on_refresh: Callable[[], None] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, ledger: Ledger | None = None) -> Service:
+        """A service over the settings' ledger and index (the index folder is locked to us)."""
+        ledger = ledger or Ledger(settings.database_url)
+        index = open_index(settings.home, 384, settings.qdrant_url)
+        return cls(settings, ledger, index)
+
+    def close(self) -> None:
+        self.index.close()
+
+    @property
+    def engine(self) -> QueryEngine:
+        if self._engine is None:
+            self._engine = QueryEngine(self.ledger, self.index, self._embedder or get_embedder(),
+                                       get_tokenizer(self.settings.tokenizer))
+        self._engine.roots = {s.name: s.path for s in self.ledger.sources()}
+        return self._engine
+
+    def query(self, q: object, budget: object, principal: Principal) -> QueryResult:
+        self.indexer.sync()  # cheap when nothing is pending; makes a fresh publish visible now
+        return self.engine.query(q, budget, principal)
+
+    def status(self) -> dict[str, Any]:
+        status = self.ledger.status()
+        if self.extra_status is not None:
+            status.update(self.extra_status())
+        return status
+
+    def refresh(self, principal: Principal, source: str | None = None, pattern: str | None = None,
+                force: bool = False) -> dict[str, Any]:
+        _require_admin(principal)
+        self._check_source(source)
+        queued = self.ledger.request_refresh(source, pattern, force)
+        self.ledger.audit(principal.name, "refresh", {"source": source, "path": pattern, "force": force,
+                                                      "queued": queued})
+        if self.on_refresh is not None:
+            self.on_refresh()
+        return {"queued": queued, "source": source, "path": pattern, "force": force}
+
+    def purge(self, principal: Principal, source: str | None = None, pattern: str | None = None) -> dict[str, Any]:
+        _require_admin(principal)
+        if source is None and pattern is None:
+            raise BadRequest("purge needs a source or a path glob")
+        self._check_source(source)
+        receipt, record_ids = self.ledger.purge(source, pattern)
+        receipt.index_points = self.indexer.remove(record_ids)
+        self.ledger.audit(principal.name, "purge", {"source": source, "path": pattern, **receipt.as_dict()})
+        return {"source": source, "path": pattern, **receipt.as_dict()}
+
+    def reindex(self, principal: Principal) -> dict[str, Any]:
+        _require_admin(principal)
+        points = self.indexer.rebuild()
+        self.ledger.audit(principal.name, "reindex", {"points": points})
+        return {"points": points}
+
+    def _check_source(self, source: str | None) -> None:
+        if source is not None and self.ledger.get_source(source) is None:
+            known = ", ".join(s.name for s in self.ledger.sources()) or "none"
+            raise NotFound(f"no source named {source!r} (known: {known})")
+
+
+def _require_admin(principal: Principal) -> None:
+    if not principal.admin:
+        raise Forbidden(f"principal {principal.name!r} is not an admin")

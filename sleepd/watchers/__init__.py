@@ -1,0 +1,107 @@
+"""Watchers: one :class:`FileWatcher` per source, started and rescanned together.
+
+Typical use by the daemon::
+
+    watchers = Watchers(settings.sources, ledger, settings, on_change=wake_scheduler)
+    watchers.start()        # watch first, so an edit made during the initial scan is not missed
+    watchers.scan_all()
+    threading.Thread(target=watchers.run_rescans, args=(stop,), daemon=True).start()
+    ...
+    stop.set(); watchers.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from sleepd.ledger import Ledger
+from sleepd.settings import FileSource, Settings
+from sleepd.watchers.files import FileWatcher, ScanReport
+
+__all__ = ["FileWatcher", "ScanReport", "Watchers"]
+
+log = logging.getLogger("sleepd.watchers")
+
+#: a rescan period of 0 would spin the loop
+_MIN_RESCAN_SECONDS = 0.1
+
+
+class Watchers:
+    """The set of file watchers of a running daemon. Thread-safe: sources may be added or
+    removed while the rescan loop runs."""
+
+    def __init__(self, sources: Iterable[FileSource], ledger: Ledger, settings: Settings,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.ledger, self.settings, self.on_change = ledger, settings, on_change
+        self._lock = threading.Lock()
+        self._started = False
+        self._watchers = {s.name: FileWatcher(s, ledger, settings, on_change) for s in sources}
+
+    def __contains__(self, name: object) -> bool:
+        with self._lock:
+            return name in self._watchers
+
+    def get(self, name: str) -> FileWatcher | None:
+        with self._lock:
+            return self._watchers.get(name)
+
+    def _all(self) -> list[FileWatcher]:
+        with self._lock:
+            return list(self._watchers.values())
+
+    def scan_all(self) -> dict[str, ScanReport]:
+        """Scan every source; one failing source (say, a locked database) does not stop the rest."""
+        reports: dict[str, ScanReport] = {}
+        for watcher in self._all():
+            try:
+                reports[watcher.source.name] = watcher.scan()
+            except Exception:
+                log.exception("scan of source %s failed", watcher.source.name)
+                reports[watcher.source.name] = ScanReport(errors=1)
+        return reports
+
+    def start(self) -> None:
+        """Start watching every source (non-blocking)."""
+        with self._lock:
+            self._started = True
+            watchers = list(self._watchers.values())
+        for watcher in watchers:
+            watcher.start()
+
+    def stop(self) -> None:
+        """Stop every watcher and join its threads."""
+        with self._lock:
+            self._started = False
+            watchers = list(self._watchers.values())
+        for watcher in watchers:
+            watcher.stop()
+
+    def run_rescans(self, stop: threading.Event) -> None:
+        """Blocking loop: rescan everything every ``settings.rescan_seconds`` until ``stop`` is set.
+        Rescans catch what inotify misses (queue overflow, network mounts, a recreated root)."""
+        period = max(self.settings.rescan_seconds, _MIN_RESCAN_SECONDS)
+        while not stop.wait(period):
+            self.scan_all()
+
+    def add(self, source: FileSource) -> ScanReport:
+        """Start handling a source at run time (replacing one of the same name): it is watched
+        if the watchers run, and scanned now. Blocks for the scan; returns its report."""
+        watcher = FileWatcher(source, self.ledger, self.settings, self.on_change)
+        with self._lock:
+            old = self._watchers.pop(source.name, None)
+            self._watchers[source.name] = watcher
+            started = self._started
+        if old is not None:
+            old.stop()
+        if started:
+            watcher.start()
+        return watcher.scan()
+
+    def remove(self, name: str) -> None:
+        """Stop handling a source (its ledger rows are untouched; purging is the caller's job)."""
+        with self._lock:
+            watcher = self._watchers.pop(name, None)
+        if watcher is not None:
+            watcher.stop()

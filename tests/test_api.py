@@ -1,0 +1,192 @@
+"""The HTTP API in-process over the real pipeline: query shape and budget, auth, the one
+error shape, permissions, purge, reindex, stale items."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from fastapi.testclient import TestClient
+
+from sleepd.api import create_app
+from sleepd.auth import create_token
+from sleepd.embed import Embedder
+from sleepd.service import Service
+from sleepd.settings import FileSource, Settings
+from sleepd.tokens import get_tokenizer
+from sleepd.watchers import Watchers
+from tests.helpers import enrich_pending
+
+CLICK_SRC = Path(click.__file__).parent
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("core.py", "decorators.py", "termui.py"):
+        shutil.copy(CLICK_SRC / name, root / name)
+    (root / "README.md").write_text("# Widgets\n\nHow to install.\n\n## Redirects\n\nRedirects follow 30x.\n")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "salaries.md").write_text("# Salaries\n\nThe payroll budget for engineering is 4.2M.\n")
+    return root
+
+
+@pytest.fixture
+def service(settings: Settings, repo: Path, embedder: Embedder) -> Iterator[Service]:
+    svc = Service.open(settings)
+    svc._embedder = embedder
+    sources = [FileSource(name="click", path=repo),
+               FileSource(name="hr", path=repo.parent / "secret", access=("hr",))]
+    for source in sources:
+        svc.ledger.save_source(source)
+    Watchers(sources, svc.ledger, settings).scan_all()
+    enrich_pending(svc, embedder)
+    yield svc
+    svc.close()
+    svc.ledger.close()
+
+
+@pytest.fixture
+def admin(service: Service) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_token(service.ledger, 'root', admin=True)}"}
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[TestClient]:
+    with TestClient(create_app(service)) as c:
+        yield c
+
+
+def test_query_returns_the_symbol_with_evidence_within_budget(client: TestClient, admin: dict[str, str]) -> None:
+    r = client.post("/v1/query", json={"q": "how does the decorator create a click command?", "budget": 512},
+                    headers=admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"query", "budget", "tokens_used", "records", "stale_items"}
+    assert 0 < body["tokens_used"] <= 512
+    first = body["records"][0]
+    assert set(first) >= {"text", "kind", "source", "item", "version", "score", "fresh", "evidence"}
+    items = [rec["item"] for rec in body["records"][:3]]
+    assert "decorators.py" in items
+    ev = first["evidence"][0]
+    assert set(ev) == {"path", "start_line", "end_line"} and ev["start_line"] <= ev["end_line"]
+
+
+def test_tokens_used_is_a_real_count_and_never_exceeds_the_budget(service: Service,
+                                                                  client: TestClient, admin: dict[str, str]) -> None:
+    tok = get_tokenizer("cl100k_base")
+    for budget in (16, 100, 300, 2000):
+        body = client.post("/v1/query", json={"q": "progress bar rendering", "budget": budget}, headers=admin).json()
+        assert body["tokens_used"] <= budget
+        recount = 0
+        for rec in body["records"]:
+            span = rec["evidence"][0]
+            header = f"[{rec['kind']}] {rec['source']}:{rec['item']}:{span['start_line']}-{span['end_line']}\n"
+            recount += tok.count(header + rec["text"])
+        assert recount == body["tokens_used"]
+    assert body["records"], "a 2000-token budget returns something"
+
+
+def test_evidence_lines_point_at_the_symbol(client: TestClient, admin: dict[str, str], repo: Path) -> None:
+    body = client.post("/v1/query", json={"q": "prompt the user for input on the terminal", "budget": 1024},
+                       headers=admin).json()
+    symbols = [r for r in body["records"] if r["kind"] == "symbol"]
+    assert symbols
+    for rec in symbols:
+        ev = rec["evidence"][0]
+        lines = (repo / ev["path"]).read_text().splitlines()
+        name = rec["title"].rsplit(".", 1)[-1]
+        assert name in lines[ev["start_line"] - 1] or name in "\n".join(lines[ev["start_line"] - 1:ev["end_line"]])
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), [
+    ({"q": "", "budget": 100}, 400, "non-empty"),
+    ({"q": "   ", "budget": 100}, 400, "non-empty"),
+    ({"budget": 100}, 400, "non-empty"),
+    ({"q": "x", "budget": 0}, 400, "out of range"),
+    ({"q": "x", "budget": 10**9}, 400, "out of range"),
+    ({"q": "x", "budget": "lots"}, 400, "integer"),
+    ({"q": "x" * 9000, "budget": 100}, 400, "limit"),
+    ([1, 2], 400, "JSON object"),
+])
+def test_bad_requests_get_the_one_error_shape(client: TestClient, admin: dict[str, str], body: object,
+                                              status: int, fragment: str) -> None:
+    r = client.post("/v1/query", json=body, headers=admin)
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert set(error) == {"status", "code", "message"} and error["status"] == status
+    assert fragment in error["message"]
+
+
+def test_error_shape_for_auth_json_and_routes(client: TestClient, admin: dict[str, str]) -> None:
+    cases = [
+        (client.post("/v1/query", json={"q": "x"}), 401, "unauthorized"),
+        (client.post("/v1/query", json={"q": "x"}, headers={"Authorization": "Bearer nope"}), 401, "unauthorized"),
+        (client.get("/v1/status"), 401, "unauthorized"),
+        (client.post("/v1/query", content=b"{not json", headers=admin), 400, "bad_request"),
+        (client.get("/v1/nothing", headers=admin), 404, "not_found"),
+        (client.get("/v1/query", headers=admin), 405, "method_not_allowed"),
+        (client.post("/v1/refresh", json={"source": "nope"}, headers=admin), 404, "not_found"),
+        (client.post("/v1/purge", json={}, headers=admin), 400, "bad_request"),
+    ]
+    for response, status, code in cases:
+        assert response.status_code == status, response.text
+        assert response.json() == {"error": {"status": status, "code": code,
+                                             "message": response.json()["error"]["message"]}}
+    assert client.get("/health").status_code == 200  # the one endpoint without a token
+
+
+def test_permissions_travel_to_the_query(service: Service, client: TestClient, admin: dict[str, str]) -> None:
+    outsider = {"Authorization": f"Bearer {create_token(service.ledger, 'bob')}"}
+    hr = {"Authorization": f"Bearer {create_token(service.ledger, 'carol', groups=['hr'])}"}
+    q = {"q": "payroll budget for engineering", "budget": 2000}
+    sources_seen = {r["source"] for r in client.post("/v1/query", json=q, headers=outsider).json()["records"]}
+    assert "hr" not in sources_seen
+    hr_records = client.post("/v1/query", json=q, headers=hr).json()["records"]
+    assert hr_records[0]["source"] == "hr" and "4.2M" in hr_records[0]["text"]
+    r = client.post("/v1/purge", json={"source": "hr"}, headers=outsider)
+    assert r.status_code == 403
+
+
+def test_purge_removes_records_index_points_and_query_log(service: Service, client: TestClient,
+                                                          admin: dict[str, str]) -> None:
+    q = {"q": "payroll budget for engineering", "budget": 1000}
+    assert client.post("/v1/query", json=q, headers=admin).json()["records"][0]["source"] == "hr"
+    before = service.index.count()
+    r = client.post("/v1/purge", json={"source": "hr"}, headers=admin)
+    assert r.status_code == 200
+    receipt = r.json()
+    assert receipt["items"] == 1 and receipt["records"] >= 1 and receipt["versions"] == 1
+    assert receipt["index_points"] == receipt["records"] and receipt["query_log"] == 1
+    assert service.index.count() == before - receipt["records"]
+    sources = {rec["source"] for rec in client.post("/v1/query", json=q, headers=admin).json()["records"]}
+    assert "hr" not in sources
+
+
+def test_reindex_gives_the_same_results(service: Service, client: TestClient, admin: dict[str, str]) -> None:
+    q = {"q": "echo a message to standard output", "budget": 1500}
+    before = client.post("/v1/query", json=q, headers=admin).json()
+    ids_before = service.index.ids()
+    r = client.post("/v1/reindex", headers=admin)
+    assert r.json()["points"] == len(ids_before)
+    assert service.index.ids() == ids_before
+    after = client.post("/v1/query", json=q, headers=admin).json()
+    assert [(x["item"], x["text"]) for x in after["records"]] == [(x["item"], x["text"]) for x in before["records"]]
+
+
+def test_changed_item_is_marked_stale_with_its_raw_region(service: Service, client: TestClient,
+                                                          admin: dict[str, str], repo: Path,
+                                                          settings: Settings) -> None:
+    readme = repo / "README.md"
+    readme.write_text(readme.read_text().replace("Redirects follow 30x.", "Redirects are capped at 7 hops."))
+    Watchers(service.ledger.sources(), service.ledger, settings).scan_all()
+    body = client.post("/v1/query", json={"q": "how are redirects handled", "budget": 1000}, headers=admin).json()
+    readme_recs = [r for r in body["records"] if r["item"] == "README.md"]
+    assert readme_recs and not readme_recs[0]["fresh"]
+    assert {"source": "click", "item": "README.md", "state": "pending"} in body["stale_items"]
+    assert any("7 hops" in r["text"] for r in readme_recs)

@@ -1,0 +1,168 @@
+"""The embedded daemon end to end, as a user runs it: `sleepd run` on a folder, then the CLI
+(status, query, refresh, purge, check), edits and deletes, bad files, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from sleepd.ledger import Ledger
+from tests.conftest import free_port, wait_for
+
+CLICK_SRC = Path(click.__file__).parent
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "sleepd", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    if check and done.returncode != 0:
+        pytest.fail(f"sleepd {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done
+
+
+def query(env: dict[str, str], q: str, budget: int = 1024) -> dict[str, Any]:
+    return json.loads(cli(env, "query", q, "--budget", str(budget), "--json").stdout)  # type: ignore[no-any-return]
+
+
+def status(env: dict[str, str]) -> dict[str, Any]:
+    return json.loads(cli(env, "status", "--json").stdout)  # type: ignore[no-any-return]
+
+
+def settled(env: dict[str, str]) -> bool:
+    report = status(env)
+    items = report["sources"][0]["items"] if report["sources"] else {"pending": 1}
+    return items["pending"] == 0 and items["enriched"] > 0 and not report["queue"] and report["index_lag"] == 0
+
+
+class Running:
+    def __init__(self, env: dict[str, str], repo: Path, log: Path) -> None:
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sleepd", "run", str(repo)], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.proc.poll() is not None or cli(env, "check", check=False).returncode == 0,
+                 timeout=90, interval=0.5, what="daemon healthy")
+        assert self.proc.poll() is None, log.read_text()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_API_PORT": str(free_port()),
+            "SLEEPD_IDLE_SECONDS": "1", "SLEEPD_DEBOUNCE_SECONDS": "0.3", "SLEEPD_MAX_FILE_BYTES": "200000"}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    for name in ("core.py", "decorators.py", "termui.py", "utils.py"):
+        shutil.copy(CLICK_SRC / name, root / name)
+    (root / "NOTES.md").write_text("# Notes\n\n## Releases\n\nWe release on Tuesdays.\n")
+    return root
+
+
+@pytest.fixture
+def daemon(env: dict[str, str], repo: Path, tmp_path: Path) -> Iterator[Running]:
+    running = Running(env, repo, tmp_path / "daemon.log")
+    yield running
+    if running.proc.poll() is None:
+        running.stop()
+
+
+def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str], repo: Path) -> None:
+    wait_for(lambda: settled(env), timeout=180, interval=1.0, what="first pass enriched")
+    body = query(env, "open a file in an editor or a pager for the user", 512)
+    assert body["tokens_used"] <= 512 and body["records"]
+    assert body["records"][0]["item"] in {"termui.py", "utils.py"}
+    assert all(r["evidence"] and r["evidence"][0]["path"] == r["item"] for r in body["records"])
+
+    # an edit shows up in the next query after idle time
+    with (repo / "utils.py").open("a") as fh:
+        fh.write('\n\ndef frobnicate_quaternion(q):\n    """Frobnicate a quaternion into a zebra."""\n'
+                 '    return q\n')
+    wait_for(lambda: any("frobnicate_quaternion" in r["text"] and r["fresh"]
+                         for r in query(env, "frobnicate a quaternion into a zebra", 512)["records"]),
+             timeout=60, interval=1.0, what="the edit in the next query")
+
+    # a delete removes the file's records
+    (repo / "NOTES.md").unlink()
+    wait_for(lambda: all(r["item"] != "NOTES.md" for r in query(env, "when do we release?", 2048)["records"]),
+             timeout=60, interval=1.0, what="the delete in the next query")
+
+    # bad input: recorded in status, the daemon keeps running
+    (repo / "blob.bin.txt").write_bytes(b"\x00\x01binary" * 100)
+    (repo / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (repo / "huge.txt").write_text("word " * 100_000)
+    (repo / "loop").symlink_to(repo / "loop")
+
+    def failures() -> dict[str, str]:
+        return {f["item"]: f["error"] for f in status(env)["sources"][0]["failed"]}
+
+    found = wait_for(lambda: len(failures()) >= 3 and failures(), timeout=60, interval=1.0, what="failures")
+    assert isinstance(found, dict)
+    assert "binary" in found["blob.bin.txt"]
+    assert "UTF-8" in found["latin1.txt"]
+    assert "too large" in found["huge.txt"]
+    assert cli(env, "check").stdout.strip() == "ok"
+
+    # purge prints its receipt; the purged file no longer answers
+    receipt = json.loads(cli(env, "purge", "--path", "termui.py", "--json").stdout)
+    assert receipt["items"] == 1 and receipt["records"] > 0 and receipt["index_points"] == receipt["records"]
+    assert all(r["item"] != "termui.py" for r in query(env, "show a progress bar", 2048)["records"])
+    refreshed = cli(env, "refresh", "--path", "core.py", "--force").stdout
+    assert "queued 1 items" in refreshed
+
+    assert daemon.stop() == 0
+    assert cli(env, "check", check=False).returncode == 1
+
+
+def test_restart_finds_changes_made_while_stopped(env: dict[str, str], repo: Path, tmp_path: Path) -> None:
+    first = Running(env, repo, tmp_path / "daemon.log")
+    wait_for(lambda: settled(env), timeout=180, interval=1.0, what="first pass enriched")
+    assert first.stop() == 0
+    ledger = Ledger(f"sqlite:///{tmp_path / 'home' / 'ledger.db'}")
+    versions = {k: i.version for k, i in ledger.known_items("proj").items()}
+    (repo / "NOTES.md").write_text("# Notes\n\n## Releases\n\nWe release on Thursdays now.\n")
+    second = Running(env, repo, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: any("Thursdays" in r["text"] for r in query(env, "when do we release?", 512)["records"]),
+                 timeout=60, interval=1.0, what="the offline edit found")
+    finally:
+        assert second.stop() == 0
+    after = {k: i.version for k, i in ledger.known_items("proj").items()}
+    assert after["NOTES.md"] == versions["NOTES.md"] + 1
+    assert {k: v for k, v in after.items() if k != "NOTES.md"} == \
+        {k: v for k, v in versions.items() if k != "NOTES.md"}, "unchanged files were not enriched again"
+    ledger.close()
+
+
+def test_bad_config_and_bad_path_get_clear_messages(tmp_path: Path) -> None:
+    env = {**os.environ, "SLEEPD_HOME": str(tmp_path / "home")}
+    config = tmp_path / "sleepd.toml"
+    config.write_text("[sleepd]\nidle_seconds = 'soon'\n")
+    done = cli({**env, "SLEEPD_CONFIG": str(config)}, "status", check=False)
+    assert done.returncode == 2 and "idle_seconds" in done.stderr and "soon" in done.stderr
+    config.write_text("[sleepd\n")
+    done = cli({**env, "SLEEPD_CONFIG": str(config)}, "status", check=False)
+    assert done.returncode == 2 and "not valid TOML" in done.stderr
+    done = cli(env, "run", str(tmp_path / "missing"), check=False)
+    assert done.returncode == 2 and "not a folder" in done.stderr
+    done = cli(env, "query", "", "--json", check=False)
+    assert done.returncode == 2 and "non-empty" in done.stderr
+    done = cli(env, "query", "x", "--budget", "0", check=False)
+    assert done.returncode == 2 and "out of range" in done.stderr

@@ -1,0 +1,197 @@
+"""The vector index on real engines: Qdrant Edge, and qdrant-client's local mode for the server path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import qdrant_edge as edge
+
+from sleepd.index import EdgeIndex, Point, QdrantServerIndex, VectorIndex, open_index
+
+DIM = 8
+
+
+def _open(kind: str, home: Path) -> VectorIndex:
+    return open_index(home, DIM, qdrant_url=f"local:{home / 'q'}" if kind == "local" else None)
+
+
+def _basis(i: int) -> list[float]:
+    vector = [0.0] * DIM
+    vector[i % DIM] = 1.0
+    return vector
+
+
+def _point(i: int, access: list[str], source: str = "repo", vector: list[float] | None = None) -> Point:
+    payload: dict[str, object] = {
+        "access": access,
+        "source": source,
+        "item_id": i,
+        "kind": "chunk",
+        "version": 1,
+    }
+    return Point(str(uuid.uuid4()), vector if vector is not None else _basis(i), payload)
+
+
+@pytest.fixture(params=["edge", "local"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def index(kind: str, tmp_path: Path) -> Iterator[VectorIndex]:
+    idx = _open(kind, tmp_path)
+    yield idx
+    idx.close()
+
+
+def test_backend_choice(kind: str, index: VectorIndex) -> None:
+    assert isinstance(index, EdgeIndex if kind == "edge" else QdrantServerIndex)
+
+
+def test_nearest_first_with_cosine_score(index: VectorIndex) -> None:
+    points = [_point(i, ["team"]) for i in range(5)]
+    index.upsert(points)
+    hits = index.search(_basis(2), limit=3)
+    assert hits[0].id == points[2].id
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    # an unnormalised query still scores by cosine
+    near = index.search([0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 0.0, 0.0], limit=2)
+    assert {h.id for h in near} == {points[2].id, points[3].id}
+    assert near[0].score == pytest.approx(2**-0.5, abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(index.search(_basis(0), limit=0)) == 0
+
+
+def test_access_filter(index: VectorIndex) -> None:
+    a, b, ac = _point(0, ["team:a"]), _point(1, ["team:b"]), _point(2, ["team:a", "team:c"])
+    index.upsert([a, b, ac])
+    query = _basis(1)  # nearest to b, which must still be filtered out
+    assert {h.id for h in index.search(query, 10, access=["team:a"])} == {a.id, ac.id}
+    assert [h.id for h in index.search(query, 10, access=["team:c", "nobody"])] == [ac.id]
+    assert index.search(query, 10, access=["nobody"]) == []
+    assert index.search(query, 10, access=[]) == []
+    admin = index.search(query, 10, access=None)
+    assert admin[0].id == b.id
+    assert {h.id for h in admin} == {a.id, b.id, ac.id}
+
+
+def test_sources_filter(index: VectorIndex) -> None:
+    docs, code, both = _point(0, ["t"], "docs"), _point(1, ["t"], "code"), _point(2, ["u"], "code")
+    index.upsert([docs, code, both])
+    assert [h.id for h in index.search(_basis(1), 10, sources=["docs"])] == [docs.id]
+    assert {h.id for h in index.search(_basis(1), 10, sources=["code", "x"])} == {code.id, both.id}
+    assert [h.id for h in index.search(_basis(1), 10, access=["u"], sources=["code"])] == [both.id]
+    assert index.search(_basis(1), 10, access=["u"], sources=["docs"]) == []
+    assert index.search(_basis(1), 10, sources=[]) == []
+
+
+def test_delete_counts_present_ids_only(index: VectorIndex) -> None:
+    points = [_point(i, ["t"]) for i in range(4)]
+    index.upsert(points)
+    gone = points[1]
+    assert index.delete([gone.id, str(uuid.uuid4())]) == 1
+    assert index.delete([gone.id]) == 0
+    assert index.delete([points[2].id, points[2].id]) == 1
+    assert index.delete([]) == 0
+    hits = index.search(gone.vector, 10)
+    assert gone.id not in {h.id for h in hits}
+    assert {h.id for h in hits} == {points[0].id, points[3].id}
+    assert index.count() == 2
+
+
+def test_upsert_replaces_and_batches(index: VectorIndex) -> None:
+    points = [_point(i, ["t"], vector=[1.0, i / 600, 0, 0, 0, 0, 0, 0]) for i in range(600)]
+    index.upsert(points)
+    assert index.count() == 600
+    assert index.ids() == {p.id for p in points}
+    moved = Point(points[0].id, _basis(7), {**points[0].payload, "access": ["other"], "version": 2})
+    index.upsert([moved])
+    assert index.count() == 600
+    assert [h.id for h in index.search(_basis(7), 5, access=["other"])] == [moved.id]
+    assert index.search(_basis(7), 1)[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_clear_keeps_index_usable(index: VectorIndex) -> None:
+    index.upsert([_point(i, ["t"]) for i in range(3)])
+    index.clear()
+    assert index.count() == 0
+    assert index.ids() == set()
+    assert index.search(_basis(0), 5) == []
+    again = _point(0, ["t"])
+    index.upsert([again])
+    assert index.ids() == {again.id}
+    assert index.search(_basis(0), 5, access=["t"])[0].id == again.id
+
+
+def test_reopen_after_close_sees_points(kind: str, tmp_path: Path) -> None:
+    points = [_point(i, ["t"], "s") for i in range(5)]
+    first = _open(kind, tmp_path)
+    first.upsert(points)
+    first.delete([points[4].id])
+    first.close()
+    first.close()  # a second close is harmless
+    second = _open(kind, tmp_path)
+    try:
+        assert second.count() == 4
+        assert second.ids() == {p.id for p in points[:4]}
+        assert second.search(_basis(3), 1, access=["t"], sources=["s"])[0].id == points[3].id
+    finally:
+        second.close()
+
+
+def test_second_open_while_open_is_refused(kind: str, tmp_path: Path) -> None:
+    first = _open(kind, tmp_path)
+    try:
+        with pytest.raises(RuntimeError, match="in use by another process"):
+            _open(kind, tmp_path)
+        first.upsert([_point(0, ["t"])])  # the failed open left the first handle working
+        assert first.count() == 1
+    finally:
+        first.close()
+    _open(kind, tmp_path).close()  # closing released the lock
+
+
+def test_edge_lock_holds_across_processes(tmp_path: Path) -> None:
+    held = open_index(tmp_path, DIM)
+    try:
+        code = (
+            "import sys; from pathlib import Path; from sleepd.index import open_index\n"
+            "try:\n    open_index(Path(sys.argv[1]), 8)\n"
+            "except RuntimeError as exc:\n    print(exc)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            cwd=Path(__file__).resolve().parents[1],  # import this checkout's sleepd
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "in use by another process" in done.stdout, done.stderr
+    finally:
+        held.close()
+
+
+def test_wrong_dimension_is_rejected(index: VectorIndex) -> None:
+    with pytest.raises(ValueError, match="8 floats"):
+        index.upsert([Point(str(uuid.uuid4()), [1.0, 0.0], {"access": ["t"]})])
+    with pytest.raises(ValueError, match="8 floats"):
+        index.search([1.0, 0.0, 0.0], 5)
+
+
+def test_edge_indexes_the_filtered_payload_fields(tmp_path: Path) -> None:
+    open_index(tmp_path, DIM).close()
+    shard = edge.EdgeShard.load(str(tmp_path / "index"))
+    try:
+        schema = {name: info.data_type for name, info in shard.info().payload_schema.items()}
+    finally:
+        shard.close()
+    assert schema == {
+        "access": edge.PayloadSchemaType.Keyword,
+        "source": edge.PayloadSchemaType.Keyword,
+        "item_id": edge.PayloadSchemaType.Integer,
+    }

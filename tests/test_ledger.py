@@ -1,0 +1,177 @@
+"""The ledger on SQLite and PostgreSQL: outbox semantics, atomic and idempotent publish, purge."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlmodel import select
+
+from sleepd.ledger import Ledger
+from sleepd.records import Draft, Evidence, RecordKind
+from sleepd.schema import ChangeRow, IndexEventRow, ItemState, QueryLogRow, RecordRow, VersionRow
+from sleepd.settings import FileSource
+
+PV = "test-pipeline"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def led(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
+    url = f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    ledger = Ledger(url)
+    ledger.save_source(FileSource(name="repo", path=tmp_path, access=("team",)))
+    request.addfinalizer(ledger.close)
+    return ledger
+
+
+def drafts(n: int, tag: str) -> tuple[list[Draft], np.ndarray]:
+    ds = [Draft(RecordKind.CHUNK, f"{tag} record {i}", (Evidence("a.py", i + 1, i + 1),)) for i in range(n)]
+    vectors = np.random.default_rng(0).standard_normal((n, 384)).astype(np.float32)
+    return ds, vectors
+
+
+def item_id(led: Ledger, key: str = "a.py") -> int:
+    found = led.known_items("repo")[key].id
+    assert found is not None
+    return found
+
+
+def test_observe_records_a_change_only_when_content_differs(led: Ledger) -> None:
+    assert led.observe("repo", "a.py", "h1", 10, 1)
+    assert not led.observe("repo", "a.py", "h1", 10, 2)  # touched, same content
+    assert led.observe("repo", "a.py", "h2", 11, 3)
+    with led.read() as s:
+        changes = s.exec(select(ChangeRow)).all()
+    assert [c.content_hash for c in changes] == ["h1", "h2"]
+    assert led.known_items("repo")["a.py"].mtime_ns == 3
+
+
+def test_publish_is_idempotent_and_replaces_the_version(led: Ledger) -> None:
+    led.observe("repo", "a.py", "h1", 10, 1)
+    iid = item_id(led)
+    seen = led.last_change_id(iid)
+    ds, vs = drafts(3, "v1")
+    assert led.publish_version(iid, "h1", PV, ds, vs, ["team"], seen) == 1
+    assert led.publish_version(iid, "h1", PV, ds, vs, ["team"], seen) is None  # duplicate delivery
+    item = led.item(iid)
+    assert item is not None and item.state == ItemState.ENRICHED.value and item.version == 1
+    led.observe("repo", "a.py", "h2", 10, 2)
+    ds2, vs2 = drafts(2, "v2")
+    assert led.publish_version(iid, "h2", PV, ds2, vs2, ["team"], led.last_change_id(iid)) == 2
+    with led.read() as s:
+        records = s.exec(select(RecordRow)).all()
+        versions = s.exec(select(VersionRow).order_by(VersionRow.version)).all()
+        events = s.exec(select(IndexEventRow)).all()
+        open_changes = s.exec(select(ChangeRow).where(ChangeRow.status.in_(["pending", "enqueued"]))).all()
+    assert sorted(r.text for r in records) == ["v2 record 0", "v2 record 1"]
+    assert [v.status for v in versions] == ["superseded", "published"]
+    assert [e.op for e in events].count("delete") == 3 and [e.op for e in events].count("upsert") == 5
+    assert open_changes == []
+
+
+def test_a_change_seen_after_the_read_stays_open(led: Ledger) -> None:
+    led.observe("repo", "a.py", "h1", 10, 1)
+    iid = item_id(led)
+    seen = led.last_change_id(iid)
+    led.observe("repo", "a.py", "h2", 10, 2)  # arrives while the worker enriches h1
+    ds, vs = drafts(1, "v1")
+    led.publish_version(iid, "h1", PV, ds, vs, ["team"], seen)
+    item = led.item(iid)
+    assert item is not None and item.state == ItemState.PENDING.value
+    due = led.due_changes(10, lease_seconds=60)
+    assert [c.content_hash for c in due] == ["h2"]
+
+
+def test_readers_see_one_whole_version(led: Ledger) -> None:
+    """Atomic publish: while versions flip, every snapshot holds records of exactly one version."""
+    led.observe("repo", "a.py", "h0", 1, 0)
+    iid = item_id(led)
+    ds, vs = drafts(20, "v")
+    led.publish_version(iid, "h0", PV, ds, vs, ["team"], led.last_change_id(iid))
+    stop = threading.Event()
+    mixes: list[set[int]] = []
+
+    def read_loop() -> None:
+        while not stop.is_set():
+            with led.read() as s:
+                rows = s.exec(select(RecordRow).where(RecordRow.item_id == iid)).all()
+            versions = {r.version for r in rows}
+            if len(versions) != 1 or len(rows) != 20:
+                mixes.append(versions)
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    for n in range(1, 15):
+        led.observe("repo", "a.py", f"h{n}", 1, n)
+        led.publish_version(iid, f"h{n}", PV, ds, vs, ["team"], led.last_change_id(iid))
+    stop.set()
+    reader.join()
+    assert mixes == []
+    item = led.item(iid)
+    assert item is not None and item.version == 15
+
+
+def test_due_changes_dedupe_per_item_and_lease_expiry(led: Ledger) -> None:
+    led.observe("repo", "a.py", "h1", 1, 1)
+    led.observe("repo", "b.py", "h1", 1, 1)
+    led.request_refresh("repo", "b.py", force=True)
+    due = led.due_changes(10, lease_seconds=60)
+    assert [c.force for c in due][0] is True  # the refresh jumps the queue
+    assert len(due) == 2
+    led.mark_enqueued([c.id for c in due if c.id is not None])
+    assert led.due_changes(10, lease_seconds=60) == []
+    assert led.in_flight(60) == 2
+    # a lease of zero has run out at once: the changes are handed out again
+    again = led.due_changes(10, lease_seconds=0)
+    assert {c.item_id for c in again} == {c.item_id for c in due}
+
+
+def test_poison_change_fails_after_max_attempts(led: Ledger) -> None:
+    led.observe("repo", "a.py", "h1", 1, 1)
+    for _ in range(5):
+        due = led.due_changes(10, lease_seconds=0)
+        led.mark_enqueued([c.id for c in due if c.id is not None])
+    assert led.due_changes(10, lease_seconds=0) == []
+    item = led.item(item_id(led))
+    assert item is not None and item.state == ItemState.FAILED.value and "gave up" in (item.error or "")
+
+
+def test_delete_retracts_records(led: Ledger) -> None:
+    led.observe("repo", "a.py", "h1", 1, 1)
+    iid = item_id(led)
+    ds, vs = drafts(2, "v1")
+    led.publish_version(iid, "h1", PV, ds, vs, ["team"], led.last_change_id(iid))
+    assert led.observe_deleted("repo", "a.py")
+    assert led.retract_item(iid, led.last_change_id(iid)) == 2
+    item = led.item(iid)
+    assert item is not None and item.state == ItemState.DELETED.value
+    assert "a.py" not in led.known_items("repo")
+    with led.read() as s:
+        assert s.exec(select(RecordRow)).all() == []
+
+
+def test_purge_removes_everything_and_counts_it(led: Ledger) -> None:
+    for key in ("a.py", "docs/b.md"):
+        led.observe("repo", key, "h1", 1, 1)
+        iid = item_id(led, key)
+        ds, vs = drafts(2, key)
+        led.publish_version(iid, "h1", PV, ds, vs, ["team"], led.last_change_id(iid))
+    led.log_query(QueryLogRow(at=1.0, principal="p", query="secret about a", budget=100, tokens_used=10,
+                              n_records=1, latency_ms=1.0, items=f"[{item_id(led)}]"))
+    receipt, record_ids = led.purge("repo", "*.py")
+    assert (receipt.items, receipt.records, receipt.versions, receipt.query_log) == (1, 2, 1, 1)
+    assert len(record_ids) == 2
+    assert set(led.known_items("repo")) == {"docs/b.md"}
+    receipt, _ = led.purge("repo")
+    assert receipt.items == 1 and led.get_source("repo") is None
+
+
+def test_fail_item_records_the_error(led: Ledger) -> None:
+    led.observe("repo", "a.py", "h1", 1, 1)
+    iid = item_id(led)
+    led.fail_item(iid, "binary file", led.last_change_id(iid))
+    status = led.status()
+    assert status["sources"][0]["failed"] == [{"item": "a.py", "error": "binary file"}]
+    assert status["sources"][0]["items"]["failed"] == 1

@@ -1,0 +1,169 @@
+"""A real Celery worker, on the local filesystem transport and on Redis: tasks run S(c),
+are idempotent, survive a broker outage and a worker killed mid-task; the team path with
+PostgreSQL and a Qdrant (client) index."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+from sleepd import defaults
+from sleepd.auth import Principal
+from sleepd.ledger import Ledger
+from sleepd.scheduler import Scheduler, SchedulerState
+from sleepd.schema import ItemState
+from sleepd.service import Service
+from sleepd.settings import FileSource, Settings
+from sleepd.watchers import Watchers
+from tests.conftest import free_port, wait_for
+from workers.app import configure
+from workers.tasks import TASK_NAME
+
+ADMIN = Principal("t", admin=True)
+
+
+def write_repo(root: Path, n: int = 3) -> None:
+    root.mkdir(exist_ok=True)
+    for i in range(n):
+        (root / f"mod{i}.py").write_text(
+            f'"""Module {i}: helpers for widget number {i}."""\n\n\ndef widget_{i}(x):\n'
+            f'    """Return widget {i} scaled by x."""\n    return x * {i}\n')
+
+
+def sender(settings: Settings) -> Callable[[int, bool], None]:
+    app = configure(settings)
+
+    def send(item_id: int, force: bool) -> None:
+        app.send_task(TASK_NAME, args=[item_id, force], queue=defaults.QUEUE, retry=False)
+
+    return send
+
+
+def all_enriched(ledger: Ledger, source: str, n: int) -> bool:
+    items = ledger.known_items(source)
+    return len(items) == n and all(i.state == ItemState.ENRICHED.value for i in items.values())
+
+
+@contextmanager
+def worker_thread(settings: Settings) -> Iterator[None]:
+    app = configure(settings)
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, queues=[defaults.QUEUE]):
+        yield
+
+
+def run_pipeline(settings: Settings, ledger: Ledger, repo: Path) -> Scheduler:
+    ledger.save_source(FileSource(name="repo", path=repo))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    scheduler = Scheduler(ledger, settings, sender(settings))
+    assert scheduler.tick() == 3
+    return scheduler
+
+
+@pytest.mark.parametrize("broker", ["filesystem", "redis"])
+def test_worker_enriches_and_is_idempotent(broker: str, make_settings: Callable[..., Settings], tmp_path: Path,
+                                           embedder: object, request: pytest.FixtureRequest) -> None:
+    broker_url = request.getfixturevalue("redis_url") if broker == "redis" else "filesystem://"
+    settings = make_settings(broker_url=broker_url)
+    ledger = Ledger(settings.database_url)
+    write_repo(tmp_path / "repo")
+    with worker_thread(settings):
+        run_pipeline(settings, ledger, tmp_path / "repo")
+        wait_for(lambda: all_enriched(ledger, "repo", 3), what="three items enriched")
+        item = ledger.known_items("repo")["mod1.py"]
+        assert item.version == 1 and item.n_records >= 2
+        # the same task delivered twice publishes nothing new
+        send = sender(settings)
+        assert item.id is not None
+        send(item.id, False)
+        send(item.id, False)
+        time.sleep(1.5)
+    assert ledger.known_items("repo")["mod1.py"].version == 1
+    ledger.close()
+
+
+def test_broker_outage_only_delays(make_settings: Callable[..., Settings], tmp_path: Path, embedder: object) -> None:
+    port = free_port()
+    settings = make_settings(broker_url=f"redis://127.0.0.1:{port}/0")
+    ledger = Ledger(settings.database_url)
+    write_repo(tmp_path / "repo")
+    ledger.save_source(FileSource(name="repo", path=tmp_path / "repo"))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    scheduler = Scheduler(ledger, settings, sender(settings))
+    assert scheduler.tick() == 0  # nothing listens on that port
+    assert scheduler.state == SchedulerState.BROKER_DOWN and "broker" in (scheduler.last_error or "")
+    assert len(ledger.due_changes(10, settings.lease_seconds)) == 3  # still open, nothing lost
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: scheduler.tick() == 3, timeout=15, what="broker back")
+        with worker_thread(settings):
+            wait_for(lambda: all_enriched(ledger, "repo", 3), what="enriched after the outage")
+    finally:
+        server.terminate()
+        server.wait()
+    ledger.close()
+
+
+def test_worker_killed_mid_task_loses_nothing(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    settings = make_settings(lease_seconds=3.0)
+    ledger = Ledger(settings.database_url)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    # big enough that enrichment takes a few seconds
+    (repo / "big.py").write_text("".join(
+        f'def function_{i}(a, b):\n    """Compute thing {i} from a and b."""\n    return a + b * {i}\n\n\n'
+        for i in range(1500)))
+    ledger.save_source(FileSource(name="repo", path=repo))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    env = {**os.environ, **settings.child_env()}
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "sleepd", "worker"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    scheduler = Scheduler(ledger, settings, sender(settings))
+    assert scheduler.tick() == 1
+    queue = settings.home / "broker" / "queue"
+    wait_for(lambda: not any(queue.iterdir()), timeout=60, what="the worker took the task")
+    time.sleep(1.0)
+    assert ledger.known_items("repo")["big.py"].state == ItemState.PENDING.value, "still mid-task"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    worker = subprocess.Popen([sys.executable, "-m", "sleepd", "worker"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        # the lease runs out, the scheduler hands the change out again, the new worker finishes it
+        wait_for(lambda: scheduler.tick() >= 0 and all_enriched(ledger, "repo", 1), timeout=120,
+                 interval=0.5, what="re-enqueued after the lease")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    item = ledger.known_items("repo")["big.py"]
+    assert item.version == 1 and item.n_records >= 1500
+    ledger.close()
+
+
+def test_team_path_postgres_redis_qdrant_client(make_settings: Callable[..., Settings], tmp_path: Path,
+                                                redis_url: str, pg_url: str, embedder: object) -> None:
+    settings = make_settings(broker_url=redis_url, database_url=pg_url,
+                             qdrant_url=f"local:{tmp_path / 'qdrant'}")
+    ledger = Ledger(settings.database_url)
+    write_repo(tmp_path / "repo")
+    with worker_thread(settings):
+        run_pipeline(settings, ledger, tmp_path / "repo")
+        wait_for(lambda: all_enriched(ledger, "repo", 3), what="enriched on PostgreSQL")
+    service = Service.open(settings, ledger)
+    try:
+        result = service.query("which function scales widget 2?", 400, ADMIN)
+        assert result.records[0].item == "mod2.py"
+        assert result.tokens_used <= 400
+    finally:
+        service.close()
+        ledger.close()

@@ -1,0 +1,378 @@
+"""Deterministic enrichment of prose: section-aware chunks for Markdown, reStructuredText and plain text.
+
+:func:`enrich_docs` turns one document into :class:`~sleepd.records.Draft` records:
+
+* a document with headings gives one ``SECTION`` per heading; the title is the heading path
+  (``"Install > From source"``) and the text starts with that path, so a record read on its own
+  still says where it sits. Sections over ~300 tokens are split at paragraph boundaries (the
+  path repeated in each window); short adjacent sections are merged up to ~300 tokens.
+* plain text with paragraphs gives ``SECTION`` windows of grouped paragraphs, titled by the path.
+* text with no structure at all gives ``CHUNK`` windows of ~250 tokens (:func:`chunk_lines`).
+
+Every record's evidence is exact: ``text.splitlines()[start - 1:end]`` is the span it came from.
+A line longer than a whole window is cut into pieces that all cite that one line.
+Everything here is pure: no I/O, no globals mutated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import pairwise
+
+from sleepd.records import Draft, Evidence, RecordKind
+
+__all__ = ["CHUNK_TOKENS", "SECTION_TOKENS", "approx_tokens", "chunk_lines", "doc_format", "enrich_docs",
+           "fit_text", "trim_lines"]
+
+#: target size of a SECTION record, in approximate tokens
+SECTION_TOKENS = 300
+#: target size of a CHUNK record, in approximate tokens
+CHUNK_TOKENS = 250
+# ~4 characters per token for English and code: close enough to budget by, and free to compute.
+_CHARS_PER_TOKEN = 4
+
+_MARKDOWN_EXTS = frozenset({"md", "markdown", "mdown", "mkd", "mdx"})
+_RST_EXTS = frozenset({"rst", "rest"})
+# data and config files: a "# comment" there is not a heading, so no heading detection at all
+_DATA_EXTS = frozenset(
+    {"yaml", "yml", "toml", "ini", "cfg", "conf", "json", "jsonl", "xml", "csv", "tsv", "log", "env", "lock"}
+)
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+# an RST adornment: one punctuation character repeated (3+ so a stray "--" is not a heading)
+_ADORN = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
+
+
+def approx_tokens(text: str) -> int:
+    """Approximate token count (characters / 4): cheap, and only ever used to size windows."""
+    return (len(text) + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
+
+
+def fit_text(parts: list[str], max_chars: int) -> str:
+    """Join the non-empty ``parts`` by lines; past ``max_chars``, cut at a line break and end with "…"."""
+    text = "\n".join(p for p in parts if p)
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind("\n", 0, max_chars - 2)
+    return text[: cut if cut > 0 else max_chars - 2] + "\n…"
+
+
+def trim_lines(text: str, limit: int) -> str:
+    """``text`` cut to its first ``limit`` lines, "…" marking the cut."""
+    lines = text.splitlines()
+    return "\n".join([*lines[:limit], "…"]) if len(lines) > limit else text
+
+
+def doc_format(path: str) -> str:
+    """``"markdown"``, ``"rst"``, ``"data"`` (config/data: no headings) or ``"text"``, by extension."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if ext in _MARKDOWN_EXTS:
+        return "markdown"
+    if ext in _RST_EXTS:
+        return "rst"
+    return "data" if ext in _DATA_EXTS else "text"
+
+
+@dataclass(frozen=True)
+class _Heading:
+    first: int  # 0-based first line of the heading (the overline for RST)
+    level: int
+    title: str
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A piece of a window: lines ``start..end`` (0-based, inclusive) and the text it contributes."""
+
+    start: int
+    end: int
+    text: str
+
+
+def _front_matter_end(lines: list[str]) -> int:
+    """Index after a leading YAML front-matter block (``---`` ... ``---``), else 0."""
+    if not lines or lines[0].strip() != "---":
+        return 0
+    for i in range(1, len(lines)):
+        if lines[i].strip() in ("---", "..."):
+            return i + 1
+    return 0
+
+
+def _markdown_headings(lines: list[str]) -> list[_Heading]:
+    """ATX (``# x``) and setext (``x`` over ``===``/``---``) headings, skipping fenced code."""
+    out: list[_Heading] = []
+    fence = ""
+    i = _front_matter_end(lines)
+    while i < len(lines):
+        line = lines[i]
+        fence_match = _FENCE.match(line)
+        if fence:
+            # a fence closes only with the same character, at least as long as it opened
+            closing = fence_match.group(1) if fence_match else ""
+            if closing[:1] == fence[0] and len(closing) >= len(fence):
+                fence = ""
+        elif fence_match:
+            fence = fence_match.group(1)
+        elif (atx := _ATX.match(line)) is not None:
+            out.append(_Heading(i, len(atx.group(1)), (atx.group(2) or "").strip()))
+        elif _is_setext(lines, i):
+            out.append(_Heading(i, 1 if lines[i + 1].strip()[0] == "=" else 2, line.strip()))
+            i += 1  # the underline belongs to the heading
+        i += 1
+    return out
+
+
+def _is_setext(lines: list[str], i: int) -> bool:
+    # Only a single line after a blank line counts: a "---" under a paragraph's last line is
+    # far more often a rule than a heading whose text is the whole paragraph.
+    if i + 1 >= len(lines) or not lines[i].strip() or lines[i].startswith("    "):
+        return False
+    if i > 0 and lines[i - 1].strip():
+        return False
+    return _SETEXT.match(lines[i + 1]) is not None
+
+
+def _rst_headings(lines: list[str]) -> list[_Heading]:
+    """Underlined (optionally overlined) titles; levels in order of first appearance, as RST does."""
+    out: list[_Heading] = []
+    styles: list[tuple[str, bool]] = []
+    i = 0
+    while i + 1 < len(lines):
+        if _is_rst_overlined(lines, i):
+            title, style, step = lines[i + 1], (lines[i].strip()[0], True), 3
+        elif _is_rst_title(lines[i], lines[i + 1]):
+            title, style, step = lines[i], (lines[i + 1].strip()[0], False), 2
+        else:
+            i += 1
+            continue
+        if style not in styles:
+            styles.append(style)
+        out.append(_Heading(i, styles.index(style) + 1, title.strip()))
+        i += step
+    return out
+
+
+def _is_rst_overlined(lines: list[str], i: int) -> bool:
+    # over- and underline identical, around one line of text (which may be indented)
+    if i + 2 >= len(lines) or not _ADORN.match(lines[i]) or lines[i + 2].rstrip() != lines[i].rstrip():
+        return False
+    return bool(lines[i + 1].strip()) and not _ADORN.match(lines[i + 1])
+
+
+def _is_rst_title(title: str, under: str) -> bool:
+    text = title.strip()
+    if not text or _ADORN.match(title) or not _ADORN.match(under):
+        return False
+    # unindented (indented text is a block quote or literal block), and underlined at full length
+    return not title[:1].isspace() and len(under.rstrip()) >= len(title.rstrip())
+
+
+def _headings(lines: list[str], fmt: str) -> list[_Heading]:
+    if fmt == "markdown":
+        return _markdown_headings(lines)
+    if fmt == "rst":
+        return _rst_headings(lines)
+    if fmt == "data":
+        return []
+    # unknown prose: Markdown is the common case; fall back to RST-style underlines
+    return _markdown_headings(lines) or _rst_headings(lines)
+
+
+def _split_long_line(line: str, max_chars: int) -> list[str]:
+    """Cut one over-long line into pieces of at most ``max_chars``, at spaces where possible."""
+    pieces: list[str] = []
+    rest = line.strip()
+    while len(rest) > max_chars:
+        cut = rest.rfind(" ", max_chars // 2, max_chars)
+        cut = cut if cut > 0 else max_chars
+        pieces.append(rest[:cut])
+        rest = rest[cut:].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def _line_units(lines: list[str], start: int, end: int, max_chars: int) -> list[_Unit]:
+    """Units for lines ``start..end``: one per line, long lines cut into several."""
+    units: list[_Unit] = []
+    for i in range(start, end + 1):
+        if len(lines[i]) > max_chars:
+            units.extend(_Unit(i, i, piece) for piece in _split_long_line(lines[i], max_chars))
+        else:
+            units.append(_Unit(i, i, lines[i]))
+    return units
+
+
+def _blocks(lines: list[str], start: int, end: int, max_chars: int) -> list[_Unit]:
+    """Paragraphs of lines ``start..end`` (fenced code kept whole); a block too big is cut by lines."""
+    out: list[_Unit] = []
+    i = start
+    while i <= end:
+        if not lines[i].strip():
+            i += 1
+            continue
+        j, fence = i, ""
+        while j <= end and (fence or lines[j].strip()):
+            if (m := _FENCE.match(lines[j])) is not None:
+                fence = "" if fence else m.group(1)
+            j += 1
+        text = "\n".join(lines[i:j])
+        fits = len(text) <= max_chars
+        out.extend([_Unit(i, j - 1, text)] if fits else _line_units(lines, i, j - 1, max_chars))
+        i = j
+    return out
+
+
+def _join(units: list[_Unit]) -> str:
+    parts = [units[0].text]
+    for prev, unit in pairwise(units):
+        # adjacent lines join with one newline; a gap (blank lines) stays a paragraph break
+        parts.append(("\n" if unit.start <= prev.end + 1 else "\n\n") + unit.text)
+    return "".join(parts)
+
+
+def _pack(units: list[_Unit], max_chars: int) -> list[list[_Unit]]:
+    """Greedy windows of consecutive units, each at most ``max_chars`` (a lone unit may be the max)."""
+    windows: list[list[_Unit]] = []
+    current: list[_Unit] = []
+    size = 0
+    for unit in units:
+        if current and size + len(unit.text) + 2 > max_chars:
+            windows.append(current)
+            current, size = [], 0
+        current.append(unit)
+        size += len(unit.text) + 2
+    if current:
+        windows.append(current)
+    return windows
+
+
+@dataclass
+class _Part:
+    """A section (or a window of one) before it becomes a Draft; only ``whole`` sections merge."""
+
+    paths: list[tuple[str, ...]]  # heading path of each section it holds
+    body: str  # the source text, without the heading-path prefix
+    start: int
+    end: int
+    whole: bool
+
+
+def _title(paths: list[tuple[str, ...]], root: str) -> str:
+    """``"A > B"`` for one section; merged ones give their common path and the rest's last headings:
+    ``"A > B | C | D"`` (B and its subsections C, D) or ``"A > C | D"`` (siblings under A)."""
+    named = [p for p in paths if p] or [()]  # a preamble (no heading) sits under any path
+    common = named[0]
+    for path in named[1:]:
+        same = (i for i, (x, y) in enumerate(zip(common, path, strict=False)) if x != y)
+        common = common[: next(same, min(len(common), len(path)))]
+    leaves = " | ".join(dict.fromkeys(p[-1] for p in named if len(p) > len(common)))
+    head = " > ".join(common) or root
+    return (f"{head}{' | ' if common in named else ' > '}{leaves}" if leaves else head)[:200]
+
+
+def _section_parts(lines: list[str], start: int, end: int, path: tuple[str, ...], room: int) -> list[_Part]:
+    """One part for a section that fits ``room`` chars, else windows split at paragraph boundaries."""
+    blocks = _blocks(lines, start, end, room)
+    windows = _pack(blocks, room) if blocks else []
+    return [_Part([path], _join(w), w[0].start, w[-1].end, len(windows) == 1) for w in windows]
+
+
+def _merge(parts: list[_Part], max_chars: int, root: str) -> list[_Part]:
+    """Merge runs of adjacent whole sections while title and text together fit ``max_chars``."""
+    out: list[_Part] = []
+    for part in parts:
+        last = out[-1] if out else None
+        paths = [*last.paths, *part.paths] if last else part.paths
+        size = len(_title(paths, root)) + len(last.body if last else "") + len(part.body) + 4
+        if last and last.whole and part.whole and size <= max_chars:
+            out[-1] = _Part(paths, f"{last.body}\n\n{part.body}", last.start, part.end, True)
+        else:
+            out.append(part)
+    return out
+
+
+def _heading_sections(
+    lines: list[str], headings: list[_Heading]
+) -> list[tuple[int, int, tuple[str, ...]]]:
+    """``(start, end, heading path)`` per section, 0-based inclusive; a preamble has path ``()``."""
+    bounds = [h.first for h in headings] + [len(lines)]
+    sections: list[tuple[int, int, tuple[str, ...]]] = [(0, bounds[0] - 1, ())] if bounds[0] > 0 else []
+    stack: list[_Heading] = []
+    for k, heading in enumerate(headings):
+        while stack and stack[-1].level >= heading.level:
+            stack.pop()
+        stack.append(heading)
+        sections.append((heading.first, bounds[k + 1] - 1, tuple(h.title for h in stack if h.title)))
+    return sections
+
+
+def _drafts(path: str, parts: list[_Part], fmt: str) -> list[Draft]:
+    drafts = []
+    for part in parts:
+        title = _title(part.paths, path)
+        evidence = (Evidence(path, part.start + 1, part.end + 1),)
+        drafts.append(Draft(RecordKind.SECTION, f"{title}\n\n{part.body}", evidence, title, {"format": fmt}))
+    return drafts
+
+
+def chunk_lines(
+    path: str, text: str, budget: int = CHUNK_TOKENS, meta: dict[str, str] | None = None
+) -> list[Draft]:
+    """``CHUNK`` windows of about ``budget`` tokens, by whole lines, preferring to cut at a blank line.
+
+    The fallback for text with no usable structure (and for code that cannot be parsed); each
+    draft gets a copy of ``meta``.
+    """
+    lines = text.splitlines()
+    max_chars = budget * _CHARS_PER_TOKEN
+    units = [u for u in _line_units(lines, 0, len(lines) - 1, max_chars) if u.text.strip()]
+    drafts: list[Draft] = []
+    i = 0
+    while i < len(units):
+        j, size = i, 0
+        while j < len(units) and (j == i or size + len(units[j].text) + 1 <= max_chars):
+            size += len(units[j].text) + 1
+            j += 1
+        # back up to just after a blank-line gap in the second half, so a window ends at a break
+        for k in range(j - 1, (i + j) // 2, -1):
+            if j < len(units) and units[k].start > units[k - 1].end + 1:
+                j = k
+                break
+        window = units[i:j]
+        start, end = window[0].start + 1, window[-1].end + 1
+        title = f"{path}:{start}-{end}"
+        evidence = (Evidence(path, start, end),)
+        drafts.append(Draft(RecordKind.CHUNK, _join(window), evidence, title=title, meta=dict(meta or {})))
+        i = j
+    return drafts
+
+
+def enrich_docs(path: str, text: str, budget: int = SECTION_TOKENS) -> list[Draft]:
+    """Section records for one prose document; ``path`` (relative to its source root) is cited as-is.
+
+    Returns ``[]`` for empty or whitespace-only text. Never raises on odd input.
+    """
+    if not text.strip():
+        return []
+    lines = text.splitlines()
+    fmt = doc_format(path)
+    headings = _headings(lines, fmt)
+    max_chars = budget * _CHARS_PER_TOKEN
+    if headings:
+        parts: list[_Part] = []
+        for start, end, heading_path in _heading_sections(lines, headings):
+            # leave room for the heading path each window repeats (a floor, for absurdly long paths)
+            room = max(max_chars - len(_title([heading_path], path)) - 2, max_chars // 2)
+            parts.extend(_section_parts(lines, start, end, heading_path, room))
+        return _drafts(path, _merge(parts, max_chars, path), fmt)
+    # count paragraphs without cutting big ones, so one huge paragraph still counts as one
+    if len(_blocks(lines, 0, len(lines) - 1, len(text) + 1)) < 2:
+        # one paragraph (or a wall of lines): nothing to be section-aware about
+        return chunk_lines(path, text)
+    return _drafts(path, _section_parts(lines, 0, len(lines) - 1, (), max_chars - len(path) - 2), fmt)
