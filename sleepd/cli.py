@@ -24,7 +24,7 @@ from sleepd.settings import Settings, load_settings, source_from_path
 __all__ = ["main"]
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay on one line for scripts and grep
 F = TypeVar("F", bound=Callable[..., Any])
 LOCAL_ADMIN = Principal("local-admin", admin=True)
 

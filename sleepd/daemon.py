@@ -168,8 +168,8 @@ class Daemon:
 
     def _first_scan(self) -> None:
         try:
+            self.watchers.start()  # first, so edits made during the scan are not missed
             self.watchers.scan_all()
-            self.watchers.start()
         except Exception:
             log.exception("initial scan failed")
         self.watchers.run_rescans(self.stop_event)
@@ -225,8 +225,9 @@ class Daemon:
 
     def _extra_status(self) -> dict[str, Any]:
         return {
-            "daemon": {"state": self.state.value, "pid": os.getpid(), "uptime_s": round(time.time() - self.started_at, 1),
-                       "api": self.settings.base_url, "worker_pid": self.worker_pid},
+            "daemon": {"state": self.state.value, "pid": os.getpid(),
+                       "uptime_s": round(time.time() - self.started_at, 1), "api": self.settings.base_url,
+                       "worker_pid": self.worker_pid},
             "scheduler": {"state": self.scheduler.state.value, "idle": self.scheduler.idle(),
                           "dispatched": self.scheduler.dispatched, "error": self.scheduler.last_error},
             "health": self.health(),

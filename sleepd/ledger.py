@@ -166,7 +166,7 @@ class Ledger:
     # -- observations (watchers) ------------------------------------------------------------
 
     def known_items(self, source: str) -> dict[str, ItemRow]:
-        """Items of a source that exist (not deleted), by key."""
+        """Items of a source that are not deleted (pending, enriched or failed), by key."""
         with self.read() as s:
             rows = s.exec(select(ItemRow).where(ItemRow.source == source,
                                                 ItemRow.state != ItemState.DELETED.value)).all()
@@ -194,9 +194,11 @@ class Ledger:
         now = time.time()
         with self.write() as s:
             item = s.exec(select(ItemRow).where(ItemRow.source == source, ItemRow.key == key)).first()
-            if item is None or item.state == ItemState.DELETED.value or item.observed_hash is None \
-                    and item.version == 0:
-                if item is not None and item.version == 0:
+            if item is None or item.state == ItemState.DELETED.value:
+                return False
+            if item.observed_hash is None and (item.version == 0 or item.state == ItemState.PENDING.value):
+                # never published (nothing to retract), or a deletion is already queued
+                if item.version == 0:
                     item.state = ItemState.DELETED.value
                 return False
             item.observed_hash, item.state, item.updated_at = None, ItemState.PENDING.value, now

@@ -30,9 +30,11 @@ MIN_PARTIAL = 48
 #: stale records are replaced by the current raw lines, at most this many
 RAW_LINES = 80
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+")
-_STOP = frozenset(
-    "a an and are as at be by can do does for from how i if in is it of on or the this to what when "
-    "where which who why with".split())
+_STOP = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "if",
+    "in", "is", "it", "of", "on", "or", "the", "this", "to", "what", "when", "where", "which", "who", "why",
+    "with",
+])
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -72,8 +72,8 @@ class ItemRow(SQLModel, table=True):
     key: str
     state: str = Field(default=ItemState.PENDING.value, index=True)
     observed_hash: str | None = None
-    size: int = 0
-    mtime_ns: int = 0
+    size: int = Field(default=0, sa_type=BigInteger)
+    mtime_ns: int = Field(default=0, sa_type=BigInteger)  # nanoseconds overflow a 32-bit INTEGER
     version: int = 0
     enriched_hash: str | None = None
     pipeline_version: str | None = None

@@ -4,8 +4,6 @@ PostgreSQL fail (not skip) when SLEEPD_REQUIRE_SERVICES=1, as CI sets."""
 from __future__ import annotations
 
 import os
-import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,35 +13,10 @@ import pytest
 from sleepd.embed import Embedder, get_embedder
 from sleepd.ledger import Ledger
 from sleepd.settings import Settings, load_settings
+from tests.helpers import free_port, unavailable
 
 REDIS_URL = os.environ.get("SLEEPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG_URL = os.environ.get("SLEEPD_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-REQUIRE = os.environ.get("SLEEPD_REQUIRE_SERVICES") == "1"
-
-
-def unavailable(what: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"{what} is required (SLEEPD_REQUIRE_SERVICES=1) but not reachable")
-    pytest.skip(f"{what} not reachable")
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1,
-             what: str = "condition") -> object:
-    """Poll until ``condition()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from sleepd.api import create_app
 from sleepd.auth import create_token
 from sleepd.embed import Embedder
 from sleepd.service import Service
-from sleepd.settings import FileSource, Settings
+from sleepd.settings import FileSource, Settings, load_settings
 from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
 from tests.helpers import enrich_pending
@@ -23,29 +23,52 @@ from tests.helpers import enrich_pending
 CLICK_SRC = Path(click.__file__).parent
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
+def _write_repo(root: Path) -> None:
+    repo = root / "repo"
+    repo.mkdir()
     for name in ("core.py", "decorators.py", "termui.py"):
-        shutil.copy(CLICK_SRC / name, root / name)
-    (root / "README.md").write_text("# Widgets\n\nHow to install.\n\n## Redirects\n\nRedirects follow 30x.\n")
-    secret = tmp_path / "secret"
+        shutil.copy(CLICK_SRC / name, repo / name)
+    (repo / "README.md").write_text("# Widgets\n\nHow to install.\n\n## Redirects\n\nRedirects follow 30x.\n")
+    secret = root / "secret"
     secret.mkdir()
     (secret / "salaries.md").write_text("# Salaries\n\nThe payroll budget for engineering is 4.2M.\n")
+
+
+def _sources(root: Path) -> list[FileSource]:
+    return [FileSource(name="click", path=root / "repo"),
+            FileSource(name="hr", path=root / "secret", access=("hr",))]
+
+
+@pytest.fixture(scope="module")
+def enriched(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    """The sources and a home enriched once for the module; each test gets its own copy."""
+    root = tmp_path_factory.mktemp("enriched")
+    _write_repo(root)
+    svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
+    svc._embedder = embedder
+    for source in _sources(root):
+        svc.ledger.save_source(source)
+    Watchers(_sources(root), svc.ledger, svc.settings).scan_all()
+    enrich_pending(svc, embedder)
+    svc.close()
+    svc.ledger.close()
     return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path, enriched: Path) -> Path:
+    for name in ("repo", "secret", "home"):
+        shutil.copytree(enriched / name, tmp_path / name)
+    return tmp_path / "repo"
 
 
 @pytest.fixture
 def service(settings: Settings, repo: Path, embedder: Embedder) -> Iterator[Service]:
     svc = Service.open(settings)
     svc._embedder = embedder
-    sources = [FileSource(name="click", path=repo),
-               FileSource(name="hr", path=repo.parent / "secret", access=("hr",))]
-    for source in sources:
+    for source in _sources(repo.parent):  # the copies live under this test's tmp_path
         svc.ledger.save_source(source)
-    Watchers(sources, svc.ledger, settings).scan_all()
-    enrich_pending(svc, embedder)
+    assert not svc.ledger.due_changes(10, lease_seconds=1), "the copied home is fully enriched"
     yield svc
     svc.close()
     svc.ledger.close()

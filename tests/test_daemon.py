@@ -17,7 +17,7 @@ import click
 import pytest
 
 from sleepd.ledger import Ledger
-from tests.conftest import free_port, wait_for
+from tests.helpers import free_port, wait_for
 
 CLICK_SRC = Path(click.__file__).parent
 

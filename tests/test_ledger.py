@@ -118,7 +118,7 @@ def test_due_changes_dedupe_per_item_and_lease_expiry(led: Ledger) -> None:
     led.observe("repo", "b.py", "h1", 1, 1)
     led.request_refresh("repo", "b.py", force=True)
     due = led.due_changes(10, lease_seconds=60)
-    assert [c.force for c in due][0] is True  # the refresh jumps the queue
+    assert due[0].force is True  # the refresh jumps the queue
     assert len(due) == 2
     led.mark_enqueued([c.id for c in due if c.id is not None])
     assert led.due_changes(10, lease_seconds=60) == []

@@ -24,7 +24,7 @@ from sleepd.schema import ItemState
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
 from sleepd.watchers import Watchers
-from tests.conftest import free_port, wait_for
+from tests.helpers import free_port, wait_for
 from workers.app import configure
 from workers.tasks import TASK_NAME
 
@@ -118,7 +118,7 @@ def test_worker_killed_mid_task_loses_nothing(make_settings: Callable[..., Setti
     ledger = Ledger(settings.database_url)
     repo = tmp_path / "repo"
     repo.mkdir()
-    # big enough that enrichment takes a few seconds
+    # big enough that enrichment takes a few seconds (over MAX_LINES, so it is chunked as text)
     (repo / "big.py").write_text("".join(
         f'def function_{i}(a, b):\n    """Compute thing {i} from a and b."""\n    return a + b * {i}\n\n\n'
         for i in range(1500)))
@@ -146,7 +146,7 @@ def test_worker_killed_mid_task_loses_nothing(make_settings: Callable[..., Setti
         worker.terminate()
         worker.wait(timeout=30)
     item = ledger.known_items("repo")["big.py"]
-    assert item.version == 1 and item.n_records >= 1500
+    assert item.version == 1 and item.n_records > 100  # published once, by the second worker
     ledger.close()
 
 

@@ -34,6 +34,11 @@ _settings: list[Settings] = []
 
 def configure(settings: Settings) -> Celery:
     """Point the app at the broker the settings name; returns the app."""
+    if _settings and _settings[0].broker_url != settings.broker_url:
+        # Celery caches its connection and producer pools on first use; drop them so a
+        # process that reconfigures (tests, the bench) talks to the new broker
+        app._pool = None
+        app.amqp._producer_pool = None
     app.conf.broker_url = settings.broker_url
     options: dict[str, object] = {"polling_interval": POLL_SECONDS}
     if settings.broker_url.startswith("filesystem"):
