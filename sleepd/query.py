@@ -25,6 +25,8 @@ __all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query"]
 KEYWORD_WEIGHT = 0.3
 #: a small prior by kind: a symbol or section is denser evidence than a whole-file summary
 KIND_PRIOR = {"symbol": 0.02, "section": 0.02, "file_summary": 0.0, "chunk": 0.0}
+#: tests restate the code they exercise; they rank below it unless the question is about tests
+TEST_PENALTY = 0.05
 #: a record cut to fit must keep at least this many tokens to be worth including
 MIN_PARTIAL = 48
 #: stale records are replaced by the current raw lines, at most this many
@@ -75,14 +77,28 @@ def check_query(q: object, budget: object) -> tuple[str, int]:
     return q.strip(), budget
 
 
+def _stem(word: str) -> str:
+    """A light suffix stem so ``redirects``, ``redirected`` and ``redirect`` meet."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
 def _terms(text: str) -> set[str]:
-    """Lower-cased words, with identifiers split (``getUserName``, ``get_user_name``)."""
+    """Lower-cased, lightly stemmed words, with identifiers split (``getUserName``, ``get_user_name``)."""
     words: set[str] = set()
     for word in _WORD.findall(text):
         words.add(word.lower())
         for part in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", word):
             words.add(part.lower())
-    return words - _STOP
+    return {_stem(w) for w in words - _STOP}
+
+
+def _is_test_path(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith(("_test.py", ".test.ts", ".spec.ts", "_test.go")) or any(
+        part in ("tests", "test", "__tests__", "spec") for part in path.split("/")[:-1])
 
 
 def _keyword_score(query_terms: set[str], row: RecordRow) -> float:
@@ -125,8 +141,10 @@ class QueryEngine:
         rows, items = self.ledger.current_records(list(dense))
         rows = [r for r in rows if principal.can_read(json.loads(r.access))]
         terms = _terms(text)
+        wants_tests = bool(terms & {"test", "tests", "fixture"})
         scored = sorted(
-            ((dense[r.id] + KEYWORD_WEIGHT * _keyword_score(terms, r) + KIND_PRIOR.get(r.kind, 0.0), r)
+            ((dense[r.id] + KEYWORD_WEIGHT * _keyword_score(terms, r) + KIND_PRIOR.get(r.kind, 0.0)
+              - (TEST_PENALTY if not wants_tests and _is_test_path(r.path) else 0.0), r)
              for r in rows), key=lambda pair: -pair[0])
         result = self._pack(text, limit, scored, items)
         self.ledger.log_query(QueryLogRow(

@@ -43,10 +43,11 @@ def configure(settings: Settings) -> Celery:
     options: dict[str, object] = {"polling_interval": POLL_SECONDS}
     if settings.broker_url.startswith("filesystem"):
         folder = settings.home / "broker"
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         options.update(data_folder_in=str(folder / "queue"), data_folder_out=str(folder / "queue"),
-                       processed_folder=str(folder / "processed"), store_processed=False)
+                       processed_folder=str(folder / "processed"), store_processed=False,
+                       control_folder=str(folder / "control"))  # kombu's default is ./control
     elif settings.broker_url.startswith("redis"):
         # a lost worker's task comes back after this long (must exceed the longest task)
         options["visibility_timeout"] = int(settings.lease_seconds) + 60

@@ -97,8 +97,11 @@ _BORING = re.compile(r"copyright|licen[cs]e|spdx|-\*-|coding[:=]", re.IGNORECASE
 
 
 def module_name(path: str) -> str:
-    """Dotted module name from a root-relative path: ``click/core.py`` -> ``click.core``."""
+    """Dotted module name from a root-relative path: ``click/core.py`` -> ``click.core``; a leading
+    ``src/`` layout folder is not part of the import name (``src/requests/api.py`` -> ``requests.api``)."""
     parts = [p for p in re.sub(r"\.[^./]*$", "", path.replace("\\", "/")).split("/") if p not in ("", ".")]
+    if len(parts) > 1 and parts[0] == "src":
+        parts = parts[1:]
     return ".".join(parts[:-1] if parts[-1:] == ["__init__"] else parts)  # a package's __init__ is itself
 
 
