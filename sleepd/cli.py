@@ -143,7 +143,7 @@ def status(as_json: bool) -> None:
         return
     table = Table(title="sleepd sources")
     for column in ("source", "path", "pending", "enriched", "failed", "deleted", "error"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for src in report["sources"]:
         items = src["items"]
         table.add_row(src["name"], str(src["path"]), str(items["pending"]), str(items["enriched"]),

@@ -42,5 +42,17 @@ EMBED_DIM = 384
 EXCLUDE = (
     ".git/**", "**/.git/**", "**/__pycache__/**", "**/node_modules/**", "**/.venv/**", "**/venv/**",
     "**/.tox/**", "**/.mypy_cache/**", "**/.pytest_cache/**", "**/.ruff_cache/**", ".sleepd/**",
-    "**/.sleepd/**", "**/*.pyc", "**/.DS_Store",
+    "**/.sleepd/**", "**/*.pyc", "**/.DS_Store", "**/*.egg-info/**", "**/dist/**", "**/build/**",
 )
+#: an sql source polls its updated_at watermarks this often (an indexed range query per table)
+SQL_POLL_SECONDS = 5.0
+#: and hashes every item this often, to see deletes and tables without updated_at
+SQL_FULL_DIFF_SECONDS = 300.0
+#: items per key range in a full diff: bounds memory (an account is a few rows)
+SQL_BATCH_SIZE = 500
+#: a failing sql source is retried after poll_seconds, doubling up to this
+SQL_MAX_BACKOFF_SECONDS = 300.0
+#: one cell's text beyond this is cut in memory records (its hash still covers all of it)
+SQL_MAX_CELL_CHARS = 20_000
+#: keys touched per table read by one poll; more wait for the next tick
+SQL_POLL_LIMIT = 5_000

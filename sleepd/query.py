@@ -24,7 +24,8 @@ __all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query"]
 #: weight of the keyword overlap against the cosine score; identifiers matter in code
 KEYWORD_WEIGHT = 0.3
 #: a small prior by kind: a symbol or section is denser evidence than a whole-file summary
-KIND_PRIOR = {"symbol": 0.02, "section": 0.02, "file_summary": 0.0, "chunk": 0.0}
+KIND_PRIOR = {"symbol": 0.02, "section": 0.02, "file_summary": 0.0, "chunk": 0.0, "clause": 0.02,
+              "contract_card": 0.01}
 #: tests restate the code they exercise; they rank below it unless the question is about tests
 TEST_PENALTY = 0.05
 #: a record cut to fit must keep at least this many tokens to be worth including
@@ -104,8 +105,11 @@ def _is_test_path(path: str) -> bool:
 def _keyword_score(query_terms: set[str], row: RecordRow) -> float:
     if not query_terms:
         return 0.0
-    text_terms = _terms(row.title) | _terms(row.text[:4000])
-    return len(query_terms & text_terms) / len(query_terms)
+    # the title (a symbol's qualified name, a section's heading path) names what the record is
+    # about; a long body mentions many words in passing, so it counts for half
+    in_title = len(query_terms & _terms(row.title)) / len(query_terms)
+    in_text = len(query_terms & _terms(row.text[:4000])) / len(query_terms)
+    return (in_title + in_text) / 2
 
 
 def _raw_region(root: Path | None, path: str, evidence: list[dict[str, Any]]) -> str | None:
