@@ -42,7 +42,7 @@ EMBED_DIM = 384
 EXCLUDE = (
     ".git/**", "**/.git/**", "**/__pycache__/**", "**/node_modules/**", "**/.venv/**", "**/venv/**",
     "**/.tox/**", "**/.mypy_cache/**", "**/.pytest_cache/**", "**/.ruff_cache/**", ".sleepd/**",
-    "**/.sleepd/**", "**/*.pyc", "**/.DS_Store", "**/*.egg-info/**", "**/dist/**", "**/build/**",
+    "**/.sleepd/**", "**/*.pyc", "**/.DS_Store", "**/*.egg-info/**", "dist/**", "build/**",
 )
 #: an sql source polls its updated_at watermarks this often (an indexed range query per table)
 SQL_POLL_SECONDS = 5.0

@@ -43,6 +43,9 @@ __all__ = ["Ledger", "PurgeReceipt"]
 
 #: a change handed out this many times without finishing is a poison pill: give up on it
 MAX_ATTEMPTS = 5
+#: outdated items looked at per scheduling round, and recent queries that rank them by use
+OUTDATED_SCAN = 2000
+HOT_QUERIES = 1000
 _RECORD_NS = uuid.UUID("6f1c6f0e-3c55-4a8e-9a51-2d1f2b7f0c11")
 _OPEN = (ChangeStatus.PENDING.value, ChangeStatus.ENQUEUED.value)
 
@@ -258,6 +261,31 @@ class Ledger:
                     row.status = ChangeStatus.SUPERSEDED.value
                     row.finished_at = time.time()
             return list(due.values())[:limit]
+
+    def queue_outdated(self, pipeline_version: str, limit: int) -> int:
+        """Queue up to ``limit`` items enriched by another pipeline version, the most queried first.
+        A new enricher or model re-makes memory lazily; the old records serve until each publish."""
+        if limit <= 0:
+            return 0
+        busy = select(ChangeRow.item_id).where(
+            col(ChangeRow.status).in_([ChangeStatus.PENDING.value, ChangeStatus.ENQUEUED.value]))
+        with self.write() as s:
+            items = s.exec(select(ItemRow).where(
+                ItemRow.state == ItemState.ENRICHED.value, col(ItemRow.version) > 0,
+                col(ItemRow.pipeline_version) != pipeline_version, col(ItemRow.id).not_in(busy),
+            ).limit(OUTDATED_SCAN)).all()
+            if not items:
+                return 0
+            hits: Counter[int] = Counter()
+            recent = s.exec(select(QueryLogRow.items).order_by(col(QueryLogRow.id).desc()).limit(HOT_QUERIES))
+            for ids in recent:
+                hits.update(json.loads(ids or "[]"))
+            now = time.time()
+            chosen = sorted(items, key=lambda i: -hits[i.id or 0])[:limit]
+            for item in chosen:
+                assert item.id is not None
+                s.add(ChangeRow(item_id=item.id, content_hash=item.observed_hash, observed_at=now))
+            return len(chosen)
 
     def in_flight(self, lease_seconds: float) -> int:
         expired = time.time() - lease_seconds

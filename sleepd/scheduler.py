@@ -40,8 +40,10 @@ class SchedulerState(str, Enum):
 
 
 class Scheduler:
-    def __init__(self, ledger: Ledger, settings: Settings, send: Send) -> None:
+    def __init__(self, ledger: Ledger, settings: Settings, send: Send, pipeline_version: str | None = None) -> None:
         self.ledger = ledger
+        #: items enriched by another pipeline version are re-made when idle and nothing else waits
+        self.pipeline_version = pipeline_version
         self.settings = settings
         self.send = send
         self.state = SchedulerState.DISPATCHING
@@ -59,6 +61,8 @@ class Scheduler:
         idle = self.idle()
         room = self.settings.max_in_flight - self.ledger.in_flight(self.settings.lease_seconds)
         due = self.ledger.due_changes(room, self.settings.lease_seconds)
+        if idle and not due and self.pipeline_version and self.ledger.queue_outdated(self.pipeline_version, room):
+            due = self.ledger.due_changes(room, self.settings.lease_seconds)
         if not idle:
             due = [c for c in due if c.priority > 0]
         self.state = SchedulerState.DISPATCHING if idle else SchedulerState.WAITING_FOR_IDLE

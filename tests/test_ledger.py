@@ -175,3 +175,20 @@ def test_fail_item_records_the_error(led: Ledger) -> None:
     status = led.status()
     assert status["sources"][0]["failed"] == [{"item": "a.py", "error": "binary file"}]
     assert status["sources"][0]["items"]["failed"] == 1
+
+
+def test_outdated_pipeline_items_are_queued_lazily_most_queried_first(led: Ledger) -> None:
+    for key in ("a.py", "b.py", "c.py"):
+        led.observe("repo", key, f"h-{key}", 10, 1)
+        iid = item_id(led, key)
+        ds, vs = drafts(1, key)
+        assert led.publish_version(iid, f"h-{key}", PV, ds, vs, ["team"], led.last_change_id(iid)) == 1
+    hot = item_id(led, "c.py")
+    led.log_query(QueryLogRow(at=1.0, principal="p", query="q", budget=100, tokens_used=10, n_records=1,
+                              latency_ms=1.0, items=f"[{hot}]"))
+    assert led.queue_outdated(PV, 10) == 0  # all current
+    assert led.queue_outdated("new-pipeline", 1) == 1
+    assert [c.item_id for c in led.due_changes(10, lease_seconds=60)] == [hot]  # the queried one first
+    assert led.queue_outdated("new-pipeline", 10) == 2  # not the one already queued
+    assert led.queue_outdated("new-pipeline", 10) == 0
+    assert len(led.due_changes(10, lease_seconds=60)) == 3
