@@ -268,6 +268,15 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+@cli.command()
+def mcp() -> None:
+    """Serve MCP on stdio for an assistant (forwards to the running daemon)."""
+    from sleepd.mcp_server import build_server
+
+    logging.getLogger().setLevel(logging.WARNING)  # stdout is the protocol; logs go to stderr only
+    build_server(_settings()).run("stdio")
+
+
 @cli.group()
 def token() -> None:
     """API tokens."""

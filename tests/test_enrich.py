@@ -277,14 +277,14 @@ def test_java_rust_typescript_symbols() -> None:
     assert "Greet someone." in greet.text and "@Override public String greet(String who)" in greet.text
     assert span(JAVA, greet)[0].strip() == "/**"
     rust = enrich_text("src/geo.rs", RUST)
-    (fmt,) = by_title(rust, "src.geo.Point.fmt")  # impl blocks qualify by their type
+    (fmt,) = by_title(rust, "geo.Point.fmt")  # impl blocks qualify by their type; src/ is not in the name
     assert "Formats as (x, y)." in fmt.text and fmt.meta["symbol_kind"] == "method"
-    (point,) = by_title(rust, "src.geo.Point")
+    (point,) = by_title(rust, "geo.Point")
     assert span(RUST, point)[0] == "/// A point in the plane." and "#[derive(Debug)]" in span(RUST, point)
     ts = enrich_text("src/shapes.ts", TYPESCRIPT)
     titles = {d.title for d in ts}
-    assert {"src.shapes.Shape", "src.shapes.Circle", "src.shapes.Circle.area", "src.shapes.add"} <= titles
-    (add,) = by_title(ts, "src.shapes.add")
+    assert {"shapes.Shape", "shapes.Circle", "shapes.Circle.area", "shapes.add"} <= titles
+    (add,) = by_title(ts, "shapes.add")
     assert add.text.startswith("export const add = (a: number, b: number): number") and "Adds two" in add.text
     assert "Imports: fs" in ts[0].text
     for text, drafts in ((JAVA, java), (RUST, rust), (TYPESCRIPT, ts)):

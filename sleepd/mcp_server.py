@@ -1,0 +1,64 @@
+"""An MCP server on stdio, so an assistant can ask sleepd as it asks any tool.
+
+It forwards to the running daemon's API with the token of the settings (or the local admin token
+in ``$SLEEPD_HOME/token``): the same query, status and refresh as REST and the CLI, the same
+permissions. Register it with an assistant as the command ``sleepd mcp``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from sleepd import defaults
+from sleepd.client import Client
+from sleepd.errors import SleepdError
+from sleepd.query import check_query
+from sleepd.settings import Settings
+
+__all__ = ["build_server"]
+
+INSTRUCTIONS = (
+    "sleepd holds an enriched memory of this team's code and documents. Call `query` with a question and a "
+    "token budget; it returns cited records (path and line span) that fit the budget. Records with "
+    "fresh=false come from a file changed since enrichment and carry its current lines."
+)
+
+
+def build_server(settings: Settings) -> MCPServer:
+    server = MCPServer("sleepd", instructions=INSTRUCTIONS)
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        client = Client.discover(settings)
+        if client is None:
+            raise ToolError(f"the sleepd daemon is not running at {settings.base_url}: start it with `sleepd run`")
+        try:
+            return client.get(path) if method == "GET" else client.post(path, body)
+        except SleepdError as exc:
+            raise ToolError(f"{exc.code}: {exc.message}") from None
+        finally:
+            client.close()
+
+    @server.tool()
+    def query(q: str, budget: int = defaults.DEFAULT_BUDGET) -> dict[str, Any]:
+        """Answer a question from memory: the most relevant records, with evidence (path, lines),
+        packed into at most `budget` tokens (16 to 65536)."""
+        try:
+            check_query(q, budget)
+        except SleepdError as exc:
+            raise ToolError(exc.message) from None
+        return call("POST", "/v1/query", {"q": q, "budget": budget})
+
+    @server.tool()
+    def status() -> dict[str, Any]:
+        """Sources, items by state (pending, enriched, failed with the reason), the queue, daemon health."""
+        return call("GET", "/v1/status")
+
+    @server.tool()
+    def refresh(source: str | None = None, path: str | None = None, force: bool = False) -> dict[str, Any]:
+        """Queue items for enrichment ahead of everything else (needs an admin token)."""
+        return call("POST", "/v1/refresh", {"source": source, "path": path, "force": force})
+
+    return server
