@@ -19,7 +19,8 @@ from rich.table import Table
 from sleepd import defaults
 from sleepd.auth import Principal
 from sleepd.errors import SleepdError
-from sleepd.settings import Settings, load_settings, source_from_path
+from sleepd.settings import FileSource, Settings, load_settings, source_from_path
+from workers.enrich import PROFILES
 
 __all__ = ["main"]
 
@@ -78,7 +79,7 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
-@click.option("--profile", type=click.Choice(["auto", "code", "docs"]), default="auto", show_default=True)
+@click.option("--profile", type=click.Choice(PROFILES), default="auto", show_default=True)
 @click.option("--access", multiple=True, help="Principals or groups that may read these paths (default: any token).")
 @click.option("--port", type=int, envvar="SLEEPD_API_PORT", help=f"API port (default {defaults.API_PORT}).")
 def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int | None) -> None:
@@ -302,19 +303,72 @@ def sources() -> None:
 
 
 @sources.command("add")
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--name", help="Source name (default: the folder name).")
-@click.option("--profile", type=click.Choice(["auto", "code", "docs"]), default="auto", show_default=True)
+@click.argument("path", type=click.Path(exists=True, file_okay=False), required=False)
+@click.option("--name", help="Source name (default: the folder name, or the root table).")
+@click.option("--profile", type=click.Choice(PROFILES), help="Enrichment profile "
+              "(default: auto for a folder, accounts for --sql).")
 @click.option("--access", multiple=True, help="Principals or groups that may read it (default: any token).")
-def sources_add(path: str, name: str | None, profile: str, access: tuple[str, ...]) -> None:
-    """Add a folder to watch (picked up by the daemon at its next start)."""
-    from sleepd.ledger import Ledger
+@click.option("--sql", "sql_url", metavar="URL", envvar="SLEEPD_SQL_URL",
+              help="Watch a database instead of a folder (SQLAlchemy URL: sqlite:///x.db, postgresql://..., "
+                   "mysql+pymysql://...).")
+@click.option("--key", metavar="TABLE.COLUMN", help="With --sql: the root table and the key naming one item.")
+@click.option("--table", "tables", multiple=True, metavar="TABLE.COLUMN",
+              help="With --sql: a related table and its column holding the key (repeat).")
+@click.option("--updated-at", "updated_at", multiple=True, metavar="TABLE.COLUMN",
+              help="With --sql: a table's updated_at column, polled by watermark (repeat).")
+@click.option("--access-column", metavar="TABLE.COLUMN", help="With --sql: the column holding each item's readers.")
+@click.option("--schema", "db_schema", help="With --sql: the schema (PostgreSQL) or database (MySQL) of the tables.")
+@click.option("--poll-seconds", type=float, help="With --sql: seconds between watermark polls.")
+@click.option("--full-diff-seconds", type=float, help="With --sql: seconds between full diffs by row hash.")
+def sources_add(path: str | None, name: str | None, profile: str | None, access: tuple[str, ...],
+                sql_url: str | None, key: str | None, tables: tuple[str, ...], updated_at: tuple[str, ...],
+                access_column: str | None, db_schema: str | None, poll_seconds: float | None,
+                full_diff_seconds: float | None) -> None:
+    """Add a folder (PATH) or a database (--sql) to watch; the daemon picks it up at its next start.
 
-    source = source_from_path(path, name=name, profile=profile, access=access or ("*",))
+    Example: sleepd sources add --sql postgresql://reader@db/shop --key users.user_id
+    --table orders.user_id --updated-at users.updated_at --updated-at orders.updated_at"""
+    from sleepd.ledger import Ledger
+    from sleepd.settings import Source, sql_source
+
+    source: Source
+    if sql_url:
+        if path or not key:
+            raise click.UsageError("with --sql give --key TABLE.COLUMN (and no PATH)")
+        source = sql_source(sql_url, name or key.split(".")[0], key, tables, updated_at,
+                            access=list(access) or None, access_column=access_column, db_schema=db_schema,
+                            profile=profile, poll_seconds=poll_seconds, full_diff_seconds=full_diff_seconds)
+        where = source.where
+    else:
+        if not path:
+            raise click.UsageError("give a folder PATH, or --sql URL --key TABLE.COLUMN")
+        source = source_from_path(path, name=name, profile=profile or "auto", access=access or ("*",))
+        where = str(source.path)
     ledger = Ledger(_settings().database_url)
     ledger.save_source(source)
     ledger.close()
-    click.echo(f"added source {source.name}: {source.path}")
+    click.echo(f"added source {source.name}: {where}")
+
+
+@cli.command("sql-triggers")
+@click.argument("source_name", metavar="SOURCE")
+def sql_triggers(source_name: str) -> None:
+    """Print PostgreSQL trigger SQL for SOURCE's LISTEN/NOTIFY fast path, for an admin to review and
+    install (sleepd never alters a watched database). Then set listen = true on the source."""
+    from sleepd.ledger import Ledger
+    from sleepd.settings import SqlSource
+    from sleepd.sqlrows import trigger_sql
+
+    settings = _settings()
+    ledger = Ledger(settings.database_url)
+    source = next((s for s in settings.sources if s.name == source_name), None) or ledger.get_source(source_name)
+    ledger.close()
+    if not isinstance(source, SqlSource):
+        raise click.BadParameter(f"no sql source named {source_name!r}", param_hint="SOURCE")
+    if not source.url.startswith("postgresql"):
+        raise click.BadParameter(f"source {source_name!r} is not PostgreSQL: LISTEN/NOTIFY needs PostgreSQL",
+                                 param_hint="SOURCE")
+    click.echo(trigger_sql(source), nl=False)
 
 
 @sources.command("list")
@@ -323,7 +377,8 @@ def sources_list() -> None:
 
     ledger = Ledger(_settings().database_url)
     for source in ledger.sources():
-        click.echo(f"{source.name}\t{source.kind}\t{source.path}\tprofile={source.profile}\t"
+        where = source.path if isinstance(source, FileSource) else source.where
+        click.echo(f"{source.name}\t{source.kind}\t{where}\tprofile={source.profile}\t"
                    f"access={','.join(source.access)}")
     ledger.close()
 

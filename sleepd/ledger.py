@@ -37,7 +37,7 @@ from sleepd.schema import (
     SourceRow,
     VersionRow,
 )
-from sleepd.settings import FileSource
+from sleepd.settings import FileSource, Source, SqlSource
 
 __all__ = ["Ledger", "PurgeReceipt"]
 
@@ -134,7 +134,7 @@ class Ledger:
 
     # -- sources ----------------------------------------------------------------------------
 
-    def save_source(self, source: FileSource) -> None:
+    def save_source(self, source: Source) -> None:
         config = json.dumps(source.as_dict())
         with self.write() as s:
             row = s.get(SourceRow, source.name)
@@ -143,12 +143,12 @@ class Ledger:
             else:
                 row.config = config
 
-    def sources(self) -> list[FileSource]:
+    def sources(self) -> list[Source]:
         with self.read() as s:
             rows = s.exec(select(SourceRow).order_by(SourceRow.name)).all()
         return [_source_from_row(r) for r in rows]
 
-    def get_source(self, name: str) -> FileSource | None:
+    def get_source(self, name: str) -> Source | None:
         with self.read() as s:
             row = s.get(SourceRow, name)
         return _source_from_row(row) if row else None
@@ -497,7 +497,7 @@ class Ledger:
         cursor = int(cursor_row.value) if cursor_row else 0
         return {
             "sources": [{
-                "name": src.name, "kind": src.kind, "path": json.loads(src.config).get("path"),
+                "name": src.name, "kind": src.kind, "path": _where(src),
                 "error": src.error, "last_scan_at": src.last_scan_at,
                 "items": {st.value: by_source.get(src.name, Counter())[st.value] for st in ItemState},
                 "failed": [{"item": f.key, "error": f.error} for f in failed if f.source == src.name],
@@ -513,10 +513,18 @@ def _is_current(item: ItemRow, content_hash: str, pipeline_version: str) -> bool
             and item.state != ItemState.DELETED.value)
 
 
-def _source_from_row(row: SourceRow) -> FileSource:
+def _source_from_row(row: SourceRow) -> Source:
     cfg = json.loads(row.config)
+    if row.kind == "sql":
+        return SqlSource.from_dict(cfg)
     return FileSource(name=row.name, path=Path(cfg["path"]), include=tuple(cfg["include"]),
                       exclude=tuple(cfg["exclude"]), profile=cfg["profile"], access=tuple(cfg["access"]))
+
+
+def _where(row: SourceRow) -> str | None:
+    """A files source's folder, or an sql source's URL without its password."""
+    source = _source_from_row(row)
+    return str(source.path) if isinstance(source, FileSource) else source.where
 
 
 def _matching_items(s: Session, source: str | None, pattern: str | None) -> list[ItemRow]:

@@ -23,11 +23,25 @@ class RecordKind(str, Enum):
     SECTION = "section"
     #: a window of text with no better structure (the fallback)
     CHUNK = "chunk"
+    #: one record per account (an sql item): who, contact, what they bought, open orders, payments
+    ACCOUNT = "account"
+    #: an account's events in order: orders, payments, refunds, state changes
+    TIMELINE = "timeline"
+    #: an account's anomalies and risk flags, each with the rows behind it
+    FLAGS = "flags"
+    #: one row of a related table (an order, a ticket, a payment), rendered in full
+    ROW = "row"
+    #: one contract clause, classified into CUAD categories, with its key fields and playbook flags
+    CLAUSE = "clause"
+    #: one record per contract: parties, dates, term, governing law, flags, where each category sits
+    CONTRACT_CARD = "contract_card"
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """A source span a record is derived from: path relative to its source root, 1-based lines."""
+    """A source span a record is derived from: path relative to its source root, 1-based lines.
+    For a row of an sql source, ``path`` is ``table:row id`` (``orders:#W2378156``) and the lines
+    are 1-1, so the query API's ``{"path", "start_line", "end_line"}`` shape holds for both."""
 
     path: str
     start_line: int

@@ -13,7 +13,7 @@ from sleepd.index import VectorIndex, open_index
 from sleepd.indexer import Indexer
 from sleepd.ledger import Ledger
 from sleepd.query import QueryEngine, QueryResult
-from sleepd.settings import Settings
+from sleepd.settings import FileSource, Settings
 from sleepd.tokens import get_tokenizer
 
 __all__ = ["Service"]
@@ -48,7 +48,7 @@ class Service:
         if self._engine is None:
             self._engine = QueryEngine(self.ledger, self.index, self._embedder or get_embedder(),
                                        get_tokenizer(self.settings.tokenizer))
-        self._engine.roots = {s.name: s.path for s in self.ledger.sources()}
+        self._engine.roots = {s.name: s.path for s in self.ledger.sources() if isinstance(s, FileSource)}
         return self._engine
 
     def query(self, q: object, budget: object, principal: Principal) -> QueryResult:

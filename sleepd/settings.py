@@ -17,10 +17,14 @@ from typing import Any
 from sleepd import defaults
 from sleepd.errors import ConfigError
 
-__all__ = ["FileSource", "Settings", "load_settings", "source_from_path"]
+__all__ = ["FileSource", "Settings", "Source", "SqlSource", "SqlTable", "load_settings", "source_from_path",
+           "sql_source"]
 
-PROFILES = ("auto", "code", "docs")
+PROFILES = ("auto", "code", "docs", "contracts")
+SQL_PROFILES = ("accounts",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: table and column names are spliced into SQL (quoted): plain identifiers only
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,81 @@ class FileSource:
             "name": self.name, "kind": self.kind, "path": str(self.path), "include": list(self.include),
             "exclude": list(self.exclude), "profile": self.profile, "access": list(self.access),
         }
+
+
+@dataclass(frozen=True)
+class SqlTable:
+    """One watched table: ``key`` is the column holding the item key (the root table's own key,
+    or in a related table the column that joins to it)."""
+
+    name: str
+    key: str
+    #: a column set on every insert and update; lets polls find changes with an indexed range query
+    updated_at: str | None = None
+    #: the column naming one row in evidence (``orders:#W2378156``); guessed when not given
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    """Watched tables of a database; one item per value of the root table's key (an account)."""
+
+    name: str
+    #: SQLAlchemy URL: sqlite:///path, postgresql+psycopg2://..., mysql+pymysql://...
+    url: str
+    #: the root table first, then the related tables
+    tables: tuple[SqlTable, ...]
+    #: a database schema (PostgreSQL) or database (MySQL/MariaDB) the tables live in
+    db_schema: str | None = None
+    profile: str = "accounts"
+    #: static principals and groups; used when ``access_column`` is not set
+    access: tuple[str, ...] = ("*",)
+    #: ``table.column`` whose values (in the item's rows; comma-separated allowed) are the access list
+    access_column: str | None = None
+    poll_seconds: float = defaults.SQL_POLL_SECONDS
+    full_diff_seconds: float = defaults.SQL_FULL_DIFF_SECONDS
+    #: items hashed per key range in a full diff: bounds the watcher's memory
+    batch_size: int = defaults.SQL_BATCH_SIZE
+    #: LISTEN for the notifications of ``sleepd sql-triggers`` (PostgreSQL), on top of polling
+    listen: bool = False
+    kind: str = "sql"
+
+    @property
+    def root(self) -> SqlTable:
+        return self.tables[0]
+
+    def table(self, name: str) -> SqlTable | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "url": self.url,
+            "tables": [{"name": t.name, "key": t.key, "updated_at": t.updated_at, "id": t.id} for t in self.tables],
+            "db_schema": self.db_schema, "profile": self.profile, "access": list(self.access),
+            "access_column": self.access_column, "poll_seconds": self.poll_seconds,
+            "full_diff_seconds": self.full_diff_seconds, "batch_size": self.batch_size, "listen": self.listen,
+        }
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> SqlSource:
+        """The inverse of :meth:`as_dict` (the ledger stores sources as JSON)."""
+        tables = tuple(SqlTable(name=t["name"], key=t["key"], updated_at=t.get("updated_at"), id=t.get("id"))
+                       for t in cfg["tables"])
+        return cls(name=cfg["name"], url=cfg["url"], tables=tables, db_schema=cfg.get("db_schema"),
+                   profile=cfg.get("profile", "accounts"), access=tuple(cfg.get("access", ("*",))),
+                   access_column=cfg.get("access_column"),
+                   poll_seconds=float(cfg.get("poll_seconds", defaults.SQL_POLL_SECONDS)),
+                   full_diff_seconds=float(cfg.get("full_diff_seconds", defaults.SQL_FULL_DIFF_SECONDS)),
+                   batch_size=int(cfg.get("batch_size", defaults.SQL_BATCH_SIZE)),
+                   listen=bool(cfg.get("listen", False)))
+
+    @property
+    def where(self) -> str:
+        """The URL without its password, for status and logs."""
+        return _redact(self.url)
+
+
+Source = FileSource | SqlSource
 
 
 @dataclass(frozen=True)
@@ -65,13 +144,13 @@ class Settings:
     tokenizer: str = defaults.TOKENIZER
     #: run a Celery worker as a child of the daemon (the embedded default); off for a team
     embedded_worker: bool = True
-    sources: tuple[FileSource, ...] = field(default_factory=tuple)
+    sources: tuple[Source, ...] = field(default_factory=tuple)
 
     @property
     def base_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
 
-    def with_source(self, source: FileSource) -> Settings:
+    def with_source(self, source: Source) -> Settings:
         others = tuple(s for s in self.sources if s.name != source.name)
         return replace(self, sources=(*others, source))
 
@@ -123,16 +202,18 @@ def _str_list(key: str, raw: Any) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _source(index: int, raw: Any, base: Path) -> FileSource:
+def _source(index: int, raw: Any, base: Path) -> Source:
     where = f"sources[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"Config '{where}' has value {raw!r}. Must be a table.")
+    if raw.get("kind") == "sql":
+        return _sql_source(where, raw)
     unknown = set(raw) - {"name", "kind", "path", "include", "exclude", "profile", "access"}
     if unknown:
         raise ConfigError(f"Config '{where}' has unknown keys {sorted(unknown)}.")
     kind = raw.get("kind", "files")
     if kind != "files":
-        raise ConfigError(f"Config '{where}.kind' has value {kind!r}. Supported: 'files'.")
+        raise ConfigError(f"Config '{where}.kind' has value {kind!r}. Supported: 'files', 'sql'.")
     if "path" not in raw:
         raise ConfigError(f"Config '{where}.path' is missing.")
     path = (base / str(raw["path"])).expanduser()
@@ -165,6 +246,129 @@ def source_from_path(path: str | Path, name: str | None = None, profile: str = "
     resolved = Path(path).expanduser().resolve()
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or resolved.name).strip("-.") or "files"
     return check_source(FileSource(name=slug, path=resolved, profile=profile, access=access))
+
+
+_SQL_KEYS = {"name", "kind", "url", "key", "tables", "updated_at", "ids", "schema", "profile", "access",
+             "access_column", "poll_seconds", "full_diff_seconds", "batch_size", "listen"}
+
+
+def _table_column(key: str, raw: Any) -> tuple[str, str]:
+    """``"orders.user_id"`` -> ("orders", "user_id"), or stop naming the key."""
+    parts = raw.split(".") if isinstance(raw, str) else []
+    if len(parts) != 2 or not all(_IDENT.match(p) for p in parts):
+        raise ConfigError(f"Config '{key}' has value {raw!r}. Use 'table.column' (plain identifiers).")
+    return parts[0], parts[1]
+
+
+def _name_map(key: str, raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError(f"Config '{key}' has value {raw!r}. Use a table of table = \"column\".")
+    return dict(raw)
+
+
+def _sql_tables(where: str, raw: Mapping[str, Any]) -> tuple[SqlTable, ...]:
+    if "key" not in raw:
+        raise ConfigError(f"Config '{where}.key' is missing: name the root table and its key, e.g. 'users.user_id'.")
+    updated = _name_map(f"{where}.updated_at", raw.get("updated_at", {}))
+    ids = _name_map(f"{where}.ids", raw.get("ids", {}))
+    specs = [_table_column(f"{where}.key", raw["key"])]
+    related = raw.get("tables", [])
+    if not isinstance(related, list):
+        raise ConfigError(f"Config '{where}.tables' has value {related!r}. Use a list of 'table.column'.")
+    for i, entry in enumerate(related):
+        if isinstance(entry, dict):  # {name = "orders", key = "user_id", updated_at = "...", id = "..."}
+            name, column = _table_column(f"{where}.tables[{i}]", f"{entry.get('name')}.{entry.get('key')}")
+            if entry.get("updated_at"):
+                updated.setdefault(name, str(entry["updated_at"]))
+            if entry.get("id"):
+                ids.setdefault(name, str(entry["id"]))
+            specs.append((name, column))
+        else:
+            specs.append(_table_column(f"{where}.tables[{i}]", entry))
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"Config '{where}.tables' names a table twice: {names}.")
+    for label, mapping in (("updated_at", updated), ("ids", ids)):
+        for table, column in mapping.items():
+            if table not in names:
+                raise ConfigError(f"Config '{where}.{label}.{table}' names a table that is not watched ({names}).")
+            if not _IDENT.match(column):
+                raise ConfigError(f"Config '{where}.{label}.{table}' has value {column!r}. Not a plain identifier.")
+    return tuple(SqlTable(name=n, key=c, updated_at=updated.get(n), id=ids.get(n)) for n, c in specs)
+
+
+def _sql_source(where: str, raw: Mapping[str, Any]) -> SqlSource:
+    unknown = set(raw) - _SQL_KEYS
+    if unknown:
+        raise ConfigError(f"Config '{where}' has unknown keys {sorted(unknown)} for kind 'sql'.")
+    if not raw.get("url"):
+        raise ConfigError(f"Config '{where}.url' is missing: a SQLAlchemy database URL.")
+    tables = _sql_tables(where, raw)
+    source = SqlSource(name=str(raw.get("name") or tables[0].name), url=str(raw["url"]), tables=tables)
+    if raw.get("schema"):
+        source = replace(source, db_schema=str(raw["schema"]))
+    if "access" in raw:
+        source = replace(source, access=_str_list(f"{where}.access", raw["access"]))
+    for key, kind in (("profile", str), ("access_column", str), ("poll_seconds", float),
+                      ("full_diff_seconds", float), ("batch_size", int), ("listen", bool)):
+        if key in raw:
+            source = replace(source, **{key: _typed(f"{where}.{key}", raw[key], kind)})
+    return check_sql_source(source, where)
+
+
+def check_sql_source(source: SqlSource, where: str = "source") -> SqlSource:
+    """Validate what the TOML parser and the CLI both build; stop naming the key and the value."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not _NAME.match(source.name):
+        raise ConfigError(f"Config '{where}.name' has value {source.name!r}. Use letters, digits, '_.-'.")
+    try:
+        backend = make_url(source.url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"Config '{where}.url' has value {_redact(source.url)!r}. Not a database URL.") from None
+    if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
+        raise ConfigError(f"Config '{where}.url' has value {_redact(source.url)!r}. "
+                          "Supported: sqlite, postgresql, mysql/mariadb.")
+    if source.profile not in SQL_PROFILES:
+        raise ConfigError(f"Config '{where}.profile' has value {source.profile!r}. One of {SQL_PROFILES}.")
+    if not source.access:
+        raise ConfigError(f"Config '{where}.access' is empty: nobody could read this source.")
+    if source.db_schema is not None and not _IDENT.match(source.db_schema):
+        raise ConfigError(f"Config '{where}.schema' has value {source.db_schema!r}. Not a plain identifier.")
+    if source.access_column is not None:
+        table, _column = _table_column(f"{where}.access_column", source.access_column)
+        if source.table(table) is None:
+            raise ConfigError(f"Config '{where}.access_column' has value {source.access_column!r}: "
+                              f"table {table!r} is not watched.")
+    if source.poll_seconds <= 0 or source.full_diff_seconds <= 0:
+        raise ConfigError(f"Config '{where}.poll_seconds' / 'full_diff_seconds' have values "
+                          f"{source.poll_seconds!r} / {source.full_diff_seconds!r}. Must be positive.")
+    if source.batch_size < 1:
+        raise ConfigError(f"Config '{where}.batch_size' has value {source.batch_size!r}. Must be at least 1.")
+    return source
+
+
+def sql_source(url: str, name: str, key: str, tables: tuple[str, ...] = (), updated_at: tuple[str, ...] = (),
+               **options: Any) -> SqlSource:
+    """An sql source from the command line: ``key`` and ``tables`` as 'table.column', ``updated_at``
+    as 'table.column' each; ``options`` are other :class:`SqlSource` fields."""
+    marks = dict(_table_column("--updated-at", u) for u in updated_at)
+    raw: dict[str, Any] = {"name": name, "url": url, "key": key, "tables": list(tables), "updated_at": marks}
+    for option, value in options.items():
+        if value is not None:
+            raw["schema" if option == "db_schema" else option] = value
+    return _sql_source("source", raw)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<not a database URL>"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

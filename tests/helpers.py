@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from sleepd.embed import Embedder
-from sleepd.service import Service
-from workers.tasks import Outcome, run_enrichment
+from workers.tasks import enrich_pending
+
+__all__ = ["enrich_pending", "free_port", "unavailable", "wait_for"]
 
 REQUIRE = os.environ.get("SLEEPD_REQUIRE_SERVICES") == "1"
 
@@ -39,18 +39,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def enrich_pending(service: Service, embedder: Embedder) -> list[Outcome]:
-    """Run S(c) for every open change now, as a worker would, then apply the index events."""
-    outcomes = []
-    while True:
-        due = service.ledger.due_changes(100, lease_seconds=3600)
-        if not due:
-            break
-        service.ledger.mark_enqueued([c.id for c in due if c.id is not None])
-        for change in due:
-            outcomes.append(run_enrichment(service.ledger, embedder, service.settings, change.item_id,
-                                           change.force))
-    service.indexer.sync()
-    return outcomes

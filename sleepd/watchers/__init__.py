@@ -1,4 +1,5 @@
-"""Watchers: one :class:`FileWatcher` per source, started and rescanned together.
+"""Watchers: one :class:`FileWatcher` per files source and one :class:`SqlWatcher` per sql
+source, started and rescanned together.
 
 Typical use by the daemon::
 
@@ -17,10 +18,14 @@ import threading
 from collections.abc import Callable, Iterable
 
 from sleepd.ledger import Ledger
-from sleepd.settings import FileSource, Settings
+from sleepd.settings import Settings, Source, SqlSource
 from sleepd.watchers.files import FileWatcher, ScanReport
+from sleepd.watchers.sql import SqlWatcher
 
-__all__ = ["FileWatcher", "ScanReport", "Watchers"]
+__all__ = ["FileWatcher", "ScanReport", "SqlWatcher", "Watcher", "Watchers", "watcher_for"]
+
+#: what every watcher offers: scan() -> ScanReport, start(), stop()
+Watcher = FileWatcher | SqlWatcher
 
 log = logging.getLogger("sleepd.watchers")
 
@@ -28,26 +33,33 @@ log = logging.getLogger("sleepd.watchers")
 _MIN_RESCAN_SECONDS = 0.1
 
 
+def watcher_for(source: Source, ledger: Ledger, settings: Settings,
+                on_change: Callable[[], None] | None = None) -> Watcher:
+    if isinstance(source, SqlSource):
+        return SqlWatcher(source, ledger, settings, on_change)
+    return FileWatcher(source, ledger, settings, on_change)
+
+
 class Watchers:
     """The set of file watchers of a running daemon. Thread-safe: sources may be added or
     removed while the rescan loop runs."""
 
-    def __init__(self, sources: Iterable[FileSource], ledger: Ledger, settings: Settings,
+    def __init__(self, sources: Iterable[Source], ledger: Ledger, settings: Settings,
                  on_change: Callable[[], None] | None = None) -> None:
         self.ledger, self.settings, self.on_change = ledger, settings, on_change
         self._lock = threading.Lock()
         self._started = False
-        self._watchers = {s.name: FileWatcher(s, ledger, settings, on_change) for s in sources}
+        self._watchers = {s.name: watcher_for(s, ledger, settings, on_change) for s in sources}
 
     def __contains__(self, name: object) -> bool:
         with self._lock:
             return name in self._watchers
 
-    def get(self, name: str) -> FileWatcher | None:
+    def get(self, name: str) -> Watcher | None:
         with self._lock:
             return self._watchers.get(name)
 
-    def _all(self) -> list[FileWatcher]:
+    def _all(self) -> list[Watcher]:
         with self._lock:
             return list(self._watchers.values())
 
@@ -85,10 +97,10 @@ class Watchers:
         while not stop.wait(period):
             self.scan_all()
 
-    def add(self, source: FileSource) -> ScanReport:
+    def add(self, source: Source) -> ScanReport:
         """Start handling a source at run time (replacing one of the same name): it is watched
         if the watchers run, and scanned now. Blocks for the scan; returns its report."""
-        watcher = FileWatcher(source, self.ledger, self.settings, self.on_change)
+        watcher = watcher_for(source, self.ledger, self.settings, self.on_change)
         with self._lock:
             old = self._watchers.pop(source.name, None)
             self._watchers[source.name] = watcher

@@ -6,17 +6,21 @@ Usage: ``drafts = enrich_text("click/core.py", source)``.
 (:mod:`workers.enrich.code`: a SYMBOL per class/function/method plus a FILE_SUMMARY) and
 everything else to the prose enricher (:mod:`workers.enrich.docs`: SECTIONs by heading, CHUNKs as
 the fallback). Code that cannot be parsed degrades to CHUNKs rather than raising.
+``profile="contracts"`` sends every file to the contracts enricher (:mod:`workers.enrich.contracts`:
+a CLAUSE per clause, classified into CUAD categories, and one CONTRACT_CARD); "auto" never picks it.
 """
 
 from __future__ import annotations
 
 from sleepd.records import Draft
+from workers.enrich.accounts import enrich_account
 from workers.enrich.code import enrich_code, language_for
+from workers.enrich.contracts import enrich_contract
 from workers.enrich.docs import enrich_docs
 
 __all__ = ["PROFILES", "enrich_text"]
 
-PROFILES = ("auto", "code", "docs")
+PROFILES = ("auto", "code", "docs", "accounts", "contracts")
 
 
 def enrich_text(path: str, text: str, profile: str = "auto") -> list[Draft]:
@@ -36,6 +40,10 @@ def enrich_text(path: str, text: str, profile: str = "auto") -> list[Draft]:
         raise ValueError(f"unknown enrich profile {profile!r}; expected one of {', '.join(PROFILES)}")
     if not text.strip():
         return []
+    if profile == "accounts":  # an sql item: ``text`` is sleepd.sqlrows.account_document(...)
+        return enrich_account(path, text)
+    if profile == "contracts":
+        return enrich_contract(path, text)
     if profile == "code" or (profile == "auto" and language_for(path, text) is not None):
         return enrich_code(path, text)
     return enrich_docs(path, text)

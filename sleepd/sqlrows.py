@@ -1,0 +1,392 @@
+"""Reading a watched SQL database: a read-only engine, an item's rows in canonical form and
+their hash. The sql watcher and the worker both read through here, so both compute the same
+hash for the same rows. Nothing here ever writes to the watched database.
+
+An item is one value of the root table's key (an account) with every row, in every watched
+table, whose key column holds that value. Its canonical form is ``{table: [row, ...]}`` with
+rows as JSON-safe dicts sorted by their JSON text; ``updated_at`` columns are left out, so a
+touch that changes nothing else is not a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from sleepd import defaults
+from sleepd.errors import Unavailable
+from sleepd.settings import SqlSource, SqlTable
+
+__all__ = [
+    "ItemRows", "account_document", "item_access", "item_hash", "iter_items", "load_items", "max_marks", "open_engine",
+    "read_item", "reading", "row_id", "touched_keys", "trigger_sql", "write_rights",
+]
+
+log = logging.getLogger("sleepd.sql")
+
+#: table name -> the item's rows in that table, canonical and sorted
+ItemRows = dict[str, list[dict[str, Any]]]
+
+#: a statement slower than this is cancelled (PostgreSQL) or its read times out (MySQL)
+STATEMENT_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+
+
+# -- engines ----------------------------------------------------------------------------------
+
+def open_engine(source: SqlSource) -> Engine:
+    """A read-only engine for the source's database: SQLite opened with ``mode=ro``, PostgreSQL
+    sessions with ``default_transaction_read_only``, MySQL sessions ``READ ONLY``; each read is
+    one REPEATABLE READ (snapshot) transaction so an item's rows come from one moment."""
+    url = make_url(source.url)
+    backend = url.get_backend_name()
+    try:
+        if backend == "sqlite":
+            return _sqlite_engine(source.url)
+        if backend == "postgresql":
+            options = f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_S}s"
+            return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2,
+                                 isolation_level="REPEATABLE READ",
+                                 connect_args={"options": options, "connect_timeout": CONNECT_TIMEOUT_S})
+        args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": STATEMENT_TIMEOUT_S}
+        if "charset" not in url.query:
+            args["charset"] = "utf8mb4"
+        engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2,
+                               isolation_level="REPEATABLE READ", connect_args=args)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise Unavailable(f"source {source.name}: cannot open {source.where}: {exc}") from None
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        cursor.close()
+
+    return engine
+
+
+def _sqlite_engine(raw_url: str) -> Engine:
+    url = make_url(raw_url)
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        url = url.set(database=f"file:{database}", query={**url.query, "mode": "ro", "uri": "true"})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": STATEMENT_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves: one snapshot per read
+        # a TEXT cell that is not UTF-8 must not stop the whole scan
+        dbapi_conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
+        dbapi_conn.execute("PRAGMA query_only=1")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def shared_engine(source: SqlSource) -> Engine:
+    """One engine per URL per process, for the worker (the watcher owns its own)."""
+    with _engines_lock:
+        if source.url not in _engines:
+            _engines[source.url] = open_engine(source)
+        return _engines[source.url]
+
+
+@contextmanager
+def reading(engine: Engine, source: SqlSource, what: str) -> Iterator[Connection]:
+    """One read transaction, rolled back at the end; a database error becomes Unavailable
+    naming the source and ``what`` was being read."""
+    try:
+        with engine.connect() as conn:
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+    except DBAPIError as exc:
+        raise Unavailable(f"source {source.name}: {what}: {_describe(exc)}") from None
+    except SQLAlchemyError as exc:
+        raise Unavailable(f"source {source.name}: {what}: {exc}") from None
+
+
+def _describe(exc: DBAPIError) -> str:
+    detail = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    if exc.connection_invalidated or _CONNECT.search(detail):
+        return f"database unreachable ({detail})"
+    return detail
+
+
+_CONNECT = re.compile(r"could not connect|connection refused|can't connect|unable to open|server closed|"
+                      r"timeout expired|lost connection", re.I)
+
+
+# -- SQL text ---------------------------------------------------------------------------------
+
+def _table(engine: Engine, source: SqlSource, table: SqlTable) -> str:
+    quote = engine.dialect.identifier_preparer.quote
+    return f"{quote(source.db_schema)}.{quote(table.name)}" if source.db_schema else quote(table.name)
+
+
+def _col(engine: Engine, name: str) -> str:
+    return engine.dialect.identifier_preparer.quote(name)
+
+
+# -- canonical rows -----------------------------------------------------------------------------
+
+def _text(value: str) -> str:
+    # lone surrogates (bad decodes) and NUL (PostgreSQL text refuses it) become U+FFFD
+    clean = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if len(clean) <= defaults.SQL_MAX_CELL_CHARS:
+        return clean
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{clean[:defaults.SQL_MAX_CELL_CHARS]} [...cut: {len(value)} chars, sha256 {digest[:16]}]"
+
+
+def _cell(value: Any) -> Any:
+    """A JSON-safe, deterministic form of one value; the hash covers all of a cut value."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        if b"\0" not in raw[:8192]:
+            try:
+                return _text(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                pass
+        return {"$binary": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _cell(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cell(v) for v in value]
+    if isinstance(value, Decimal | timedelta):
+        return str(value)
+    return _text(str(value))  # uuid, enums, ranges...
+
+
+def _row(table: SqlTable, mapping: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(k): _cell(v) for k, v in mapping.items() if k != table.updated_at}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def item_hash(rows: ItemRows) -> str:
+    """sha256 over the canonical JSON of all the item's rows."""
+    return hashlib.sha256(_dumps(rows).encode("ascii")).hexdigest()
+
+
+def item_size(rows: ItemRows) -> int:
+    return len(_dumps(rows))
+
+
+def key_text(value: Any) -> str:
+    """The ledger key of a key value: ``42`` and ``"42"`` name the same item."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)
+
+
+def row_id(table: SqlTable, row: Mapping[str, Any]) -> str:
+    """What names one row in evidence: the table's ``id`` column, else ``<singular>_id``, ``id``,
+    the first ``*_id`` column other than the key, or the key itself."""
+    singular = table.name[:-1] if table.name.endswith("s") else table.name
+    for column in (table.id, f"{singular}_id", "id"):
+        if column and row.get(column) is not None:
+            return key_text(row[column])
+    for column, value in row.items():
+        if column.endswith("_id") and column != table.key and value is not None:
+            return key_text(value)
+    return key_text(row.get(table.key))
+
+
+# -- reading items ----------------------------------------------------------------------------
+
+def load_items(conn: Connection, source: SqlSource, keys: Sequence[Any]) -> dict[str, ItemRows]:
+    """The canonical rows of the items with these key values (native values or their text), by
+    ledger key. A key whose root row does not exist is absent from the result."""
+    if not keys:
+        return {}
+    engine = conn.engine
+    found: dict[str, ItemRows] = {}
+    for table in source.tables:
+        query = text(f"SELECT * FROM {_table(engine, source, table)} WHERE {_col(engine, table.key)} IN :keys")
+        result = conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"keys": list(keys)})
+        for row in result.mappings():
+            value = row.get(table.key)
+            if value is None:
+                continue
+            key = key_text(value)
+            if table is source.root:
+                found.setdefault(key, {t.name: [] for t in source.tables})
+            if key in found:
+                found[key][table.name].append(_row(table, row))
+    for rows in found.values():
+        for name, table_rows in rows.items():
+            rows[name] = sorted(table_rows, key=_dumps)
+    return found
+
+
+def iter_items(engine: Engine, source: SqlSource, batch: int) -> Iterator[tuple[str, ItemRows]]:
+    """Every item, in key order, read one key range of ``batch`` items per transaction (memory
+    stays bounded by one range however large the tables are)."""
+    root, last = source.root, None
+    key = _col(engine, root.key)
+    while True:
+        after = f" AND {key} > :last" if last is not None else ""
+        query = text(f"SELECT {key} FROM {_table(engine, source, root)} WHERE {key} IS NOT NULL{after} "
+                     f"ORDER BY {key} LIMIT :n")
+        with reading(engine, source, f"reading table {root.name}") as conn:
+            values = list(conn.execute(query, {"last": last, "n": batch}).scalars())
+            items = load_items(conn, source, values) if values else {}
+        yield from sorted(items.items())
+        if len(values) < batch:
+            return
+        last = values[-1]
+
+
+def read_item(source: SqlSource, key: str, engine: Engine | None = None) -> tuple[ItemRows, str] | None:
+    """The current rows of one item and their hash, None if its root row is gone; Unavailable if
+    the database cannot be read."""
+    engine = engine or shared_engine(source)
+    with reading(engine, source, f"reading item {key}") as conn:
+        rows = load_items(conn, source, [key]).get(key)
+    return None if rows is None else (rows, item_hash(rows))
+
+
+def account_document(source: SqlSource, key: str, rows: ItemRows) -> str:
+    """The text an enricher reads for one item: its tables (root first) and canonical rows, as JSON."""
+    tables = [{"name": t.name, "key": t.key, "id": t.id} for t in source.tables]
+    return json.dumps({"source": source.name, "key": key, "tables": tables, "rows": rows}, ensure_ascii=False)
+
+
+def item_access(source: SqlSource, rows: ItemRows) -> tuple[str, ...]:
+    """The access list of an item: the static list, or the values of ``access_column`` in its rows
+    (comma- or space-separated). An item with no such value is readable by admins only."""
+    if source.access_column is None:
+        return source.access
+    table, column = source.access_column.split(".", 1)
+    values = {part for row in rows.get(table, []) if row.get(column) is not None
+              for part in re.split(r"[,\s]+", str(row[column])) if part}
+    return tuple(sorted(values))
+
+
+# -- watermarks -------------------------------------------------------------------------------
+
+def max_marks(conn: Connection, source: SqlSource) -> dict[str, Any]:
+    """The highest ``updated_at`` of each table that has one (an indexed max, not a scan)."""
+    engine = conn.engine
+    marks: dict[str, Any] = {}
+    for table in source.tables:
+        if table.updated_at:
+            query = f"SELECT max({_col(engine, table.updated_at)}) FROM {_table(engine, source, table)}"
+            marks[table.name] = conn.execute(text(query)).scalar()
+    return marks
+
+
+def touched_keys(conn: Connection, source: SqlSource, table: SqlTable, mark: Any,
+                 limit: int) -> tuple[list[Any], Any, bool]:
+    """Key values of rows updated after ``mark`` (an indexed range query), the highest
+    ``updated_at`` read, and whether ``limit`` was hit (the rest waits: only a full diff is then
+    sure to see rows sharing the last timestamp). ``mark`` None reads every dated row."""
+    assert table.updated_at is not None
+    engine = conn.engine
+    stamp, key = _col(engine, table.updated_at), _col(engine, table.key)
+    where = f"{stamp} > :mark" if mark is not None else f"{stamp} IS NOT NULL"
+    query = text(f"SELECT {key}, {stamp} FROM {_table(engine, source, table)} WHERE {where} "
+                 f"ORDER BY {stamp} LIMIT :n")
+    rows = conn.execute(query, {"mark": mark, "n": limit}).all()
+    if not rows:
+        return [], mark, False
+    return [r[0] for r in rows if r[0] is not None], rows[-1][1], len(rows) >= limit
+
+
+# -- rights and triggers ----------------------------------------------------------------------
+
+def write_rights(engine: Engine, source: SqlSource) -> str | None:
+    """A warning when the watcher's database user could write (it needs only SELECT), else None."""
+    backend = engine.dialect.name
+    try:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                if conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
+                    return "the database user is a superuser; sleepd needs only SELECT on the watched tables"
+                writable = [t.name for t in source.tables if conn.execute(
+                    text("SELECT has_table_privilege(:t, 'INSERT,UPDATE,DELETE,TRUNCATE')"),
+                    {"t": _table(engine, source, t)}).scalar()]
+                if writable:
+                    return f"the database user may write to {', '.join(writable)}; sleepd needs only SELECT"
+            elif backend in ("mysql", "mariadb"):
+                grants = " ".join(str(r[0]) for r in conn.execute(text("SHOW GRANTS")).all())
+                if re.search(r"\b(ALL PRIVILEGES|INSERT|UPDATE|DELETE)\b", grants):
+                    return "the database user has write grants; sleepd needs only SELECT on the watched tables"
+    except SQLAlchemyError as exc:
+        log.debug("source %s: cannot check rights: %s", source.name, exc)
+    return None
+
+
+def channel(source: SqlSource) -> str:
+    """The LISTEN/NOTIFY channel of a source."""
+    return f"sleepd_{re.sub(r'[^A-Za-z0-9_]', '_', source.name)}"[:63]
+
+
+def trigger_sql(source: SqlSource) -> str:
+    """PostgreSQL triggers that NOTIFY the key of every inserted, updated or deleted row, for an
+    admin to review and install; sleepd never runs this itself."""
+    schema = f'"{source.db_schema}".' if source.db_schema else ""
+    fn = f"{schema}sleepd_notify_key"
+    lines = [
+        f"-- sleepd: LISTEN/NOTIFY fast path for source {source.name}. Review, then run as an admin.",
+        f"-- Set listen = true on the source. Channel: {channel(source)}",
+        f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$",
+        "BEGIN",
+        "  IF TG_OP = 'TRUNCATE' THEN",
+        "    PERFORM pg_notify(TG_ARGV[0], '*');",
+        "    RETURN NULL;",
+        "  END IF;",
+        "  IF TG_OP IN ('UPDATE', 'DELETE') THEN",
+        "    PERFORM pg_notify(TG_ARGV[0], coalesce(to_jsonb(OLD) ->> TG_ARGV[1], ''));",
+        "  END IF;",
+        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN",
+        "    PERFORM pg_notify(TG_ARGV[0], coalesce(to_jsonb(NEW) ->> TG_ARGV[1], ''));",
+        "  END IF;",
+        "  RETURN NULL;",
+        "END $$;",
+    ]
+    for table in source.tables:
+        target = f'{schema}"{table.name}"'
+        trigger = f"sleepd_{channel(source)}_{table.name}"[:63]
+        args = f"'{channel(source)}', '{table.key}'"
+        lines += [
+            f'DROP TRIGGER IF EXISTS "{trigger}" ON {target};',
+            f'CREATE TRIGGER "{trigger}" AFTER INSERT OR UPDATE OR DELETE ON {target}',
+            f"  FOR EACH ROW EXECUTE FUNCTION {fn}({args});",
+            f'DROP TRIGGER IF EXISTS "{trigger}_t" ON {target};',
+            f'CREATE TRIGGER "{trigger}_t" AFTER TRUNCATE ON {target}',
+            f"  FOR EACH STATEMENT EXECUTE FUNCTION {fn}({args});",
+        ]
+    return "\n".join(lines) + "\n"

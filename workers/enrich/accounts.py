@@ -1,0 +1,348 @@
+"""The accounts enricher: one account's rows (an sql item) into memory records, with no model and
+no I/O. Input is the JSON document :func:`sleepd.sqlrows.account_document` makes::
+
+    {"source": "retail", "key": "yusuf_rossi_9620",
+     "tables": [{"name": "users", "key": "user_id", "id": null}, {"name": "orders", ...}],
+     "rows": {"users": [{...}], "orders": [{...}, ...]}}
+
+The first table is the root (the account itself). Records:
+
+* ACCOUNT, the brief: who, contact, payment methods, every related row in one line (an order: its
+  id, state, what was in it, what was paid), open rows and refunds; evidence: every row.
+* TIMELINE: the account's events (rows and the transactions inside them), by time when the rows
+  carry one, else in table order.
+* FLAGS (when any): rows open a long time, refunds, several payment methods used, cancellations,
+  deliveries to another address; each flag cites its rows.
+* ROW: each related row in full (an order with its items, fulfilments and payments).
+
+Evidence is ``Evidence("orders:#W2378156", 1, 1)``: table and row id (see :class:`Evidence`).
+Nothing here knows a particular schema: columns are recognised by common names (``*name*``,
+``email``, ``zip``, ``status``, ``*_at``, ``amount``, ``payment_method*``...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sleepd.records import Draft, Evidence, RecordKind
+from sleepd.settings import SqlTable
+from sleepd.sqlrows import row_id
+
+__all__ = ["enrich_account"]
+
+#: an order (or ticket) still open after this many days is flagged
+OPEN_TOO_LONG_DAYS = 14
+#: related rows listed in the brief before "and N more"
+BRIEF_ROWS = 40
+#: states of a row that is still open
+OPEN_STATES = frozenset({"pending", "processing", "processed", "open", "new", "on hold", "awaiting", "in progress"})
+_CONTACT = re.compile(r"email|phone|mobile|address|street|city|state|province|zip|postal|country", re.I)
+_NAME = re.compile(r"(^|_)(first_?name|last_?name|full_?name|name)$", re.I)
+_STATUS = ("status", "state")
+_TIME = re.compile(r"(_at|_on|_date|_time|^date|^time|timestamp)$", re.I)
+_AMOUNT = re.compile(r"amount|total|price|balance", re.I)
+_METHOD = re.compile(r"payment_?method", re.I)
+_ZIP = re.compile(r"^(zip|zip_?code|postal_?code|postcode)$", re.I)
+_LABEL = ("name", "title", "label", "description", "transaction_type", "type")
+
+
+@dataclass
+class _Row:
+    table: SqlTable
+    values: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return row_id(self.table, self.values)
+
+    @property
+    def cite(self) -> Evidence:
+        return Evidence(f"{self.table.name}:{self.id}", 1, 1)
+
+    @property
+    def status(self) -> str | None:
+        for column in _STATUS:
+            value = self.values.get(column)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    def when(self) -> datetime | None:
+        for column, value in self.values.items():
+            if _TIME.search(column) and isinstance(value, str):
+                stamp = _datetime(value)
+                if stamp is not None:
+                    return stamp
+        return None
+
+
+def enrich_account(path: str, text: str) -> list[Draft]:
+    """Draft records for one account document (``path`` is the item key, for titles only)."""
+    doc = json.loads(text)
+    tables = [SqlTable(name=t["name"], key=t["key"], id=t.get("id")) for t in doc["tables"]]
+    rows = {t.name: [_Row(t, r) for r in doc["rows"].get(t.name, [])] for t in tables}
+    root_rows = rows[tables[0].name]
+    if not root_rows:
+        return []
+    root = root_rows[0]
+    related = [r for t in tables[1:] for r in rows[t.name]]
+    who = _who(root.values) or str(doc["key"])
+    account = f"account {doc['key']}" + (f" ({who})" if who != str(doc["key"]) else "")
+    drafts = [_brief(account, root, related, tables[1:], rows), _timeline(account, root, related)]
+    flags = _flags(account, root, related)
+    if flags is not None:
+        drafts.append(flags)
+    drafts += [_row_record(account, row) for row in related]
+    return drafts
+
+
+# -- the brief --------------------------------------------------------------------------------
+
+def _brief(account: str, root: _Row, related: list[_Row], tables: list[SqlTable],
+           rows: Mapping[str, list[_Row]]) -> Draft:
+    lines = [f"Account {root.values.get(root.table.key)}: {_who(root.values) or 'name unknown'}"]
+    contact = [f"{k} {_flat(v)}" for k, v in root.values.items() if _CONTACT.search(k) and _present(v)]
+    if contact:
+        lines.append("Contact: " + "; ".join(contact))
+    other = [f"{k} {_flat(v)}" for k, v in root.values.items()
+             if k != root.table.key and not _CONTACT.search(k) and not _NAME.search(k) and _present(v)]
+    if other:
+        lines.append("Details: " + "; ".join(other))
+    for table in tables:
+        table_rows = rows[table.name]
+        if not table_rows:
+            continue
+        states = _count(r.status for r in table_rows if r.status)
+        head = f"{table.name.replace('_', ' ').capitalize()} ({len(table_rows)}"
+        head += f"; {', '.join(f'{n} {s}' for s, n in states.items())})" if states else ")"
+        shown = [f"- {_summary(r)}" for r in table_rows[:BRIEF_ROWS]]
+        if len(table_rows) > BRIEF_ROWS:
+            shown.append(f"- and {len(table_rows) - BRIEF_ROWS} more")
+        lines += [head + ":", *shown]
+    refunds = _refunds(related)
+    if refunds:
+        lines.append("Refunds: " + "; ".join(f"{r.id} {_flat(t)}" for r, t in refunds))
+    return Draft(kind=RecordKind.ACCOUNT, text="\n".join(lines), title=f"{account}: brief",
+                 evidence=tuple(r.cite for r in (root, *related)),
+                 meta={"account": str(root.values.get(root.table.key)), "table": root.table.name})
+
+
+def _summary(row: _Row) -> str:
+    """One line: id, state, the names in its lists (items), its amounts and methods."""
+    parts = [row.id + (f" {row.status}" if row.status else "") + ":"]
+    skip = {row.table.key, row.table.id, "id", *_STATUS}
+    for column, value in row.values.items():
+        if column in skip or not _present(value) or str(value) == row.id:
+            continue
+        parsed = _parse(value)
+        if isinstance(parsed, list):
+            labels = [_label(x) for x in parsed]
+            labels = [x for x in labels if x]
+            if labels:
+                parts.append(f"{column.replace('_', ' ')}: {', '.join(labels)};")
+        elif not isinstance(parsed, dict) and len(str(parsed)) <= 80:
+            parts.append(f"{column.replace('_', ' ')} {parsed};")
+    return " ".join(parts).rstrip(";")
+
+
+# -- timeline ---------------------------------------------------------------------------------
+
+def _timeline(account: str, root: _Row, related: list[_Row]) -> Draft:
+    dated = sorted(((r.when(), i, r) for i, r in enumerate(related)), key=lambda x: (x[0] is None, x[0] or 0, x[1]))
+    any_time = any(when is not None for when, _, _ in dated)
+    lines = [f"Timeline of {account}" + ("" if any_time else " (no timestamps: rows in table order)") + ":"]
+    for when, _, row in dated:
+        stamp = when.isoformat(sep=" ", timespec="minutes") if when else "-"
+        lines.append(f"{stamp} {row.table.name} {row.id}" + (f" {row.status}" if row.status else ""))
+        for column, event in _transactions(row):
+            lines.append(f"    {column.replace('_', ' ')}: {_flat(event)}")
+    return Draft(kind=RecordKind.TIMELINE, text="\n".join(lines), title=f"{account}: timeline",
+                 evidence=tuple(r.cite for r in (root, *related)),
+                 meta={"account": str(root.values.get(root.table.key))})
+
+
+def _transactions(row: _Row) -> list[tuple[str, dict[str, Any]]]:
+    """Dicts with an amount inside the row's list columns (payments, refunds)."""
+    found = []
+    for column, value in row.values.items():
+        parsed = _parse(value)
+        if isinstance(parsed, list):
+            found += [(column, x) for x in parsed if isinstance(x, dict) and any(_AMOUNT.search(k) for k in x)
+                      and not any(k in x for k in ("name", "title"))]
+    return found
+
+
+# -- flags ------------------------------------------------------------------------------------
+
+def _flags(account: str, root: _Row, related: list[_Row]) -> Draft | None:
+    flags: list[tuple[str, list[_Row]]] = []
+    now = datetime.now()
+    stale = [r for r in related if (r.status or "").lower() in OPEN_STATES and (w := r.when()) is not None
+             and (now - w.replace(tzinfo=None)).days >= OPEN_TOO_LONG_DAYS]
+    if stale:
+        flags.append((f"open for {OPEN_TOO_LONG_DAYS}+ days: " + ", ".join(f"{r.id} {r.status}" for r in stale), stale))
+    refunds = _refunds(related)
+    if refunds:
+        total = sum(_amount(t) for _, t in refunds)
+        flags.append((f"{len(refunds)} refund(s), {total:.2f} in all: " + ", ".join(r.id for r, _ in refunds),
+                      _unique(r for r, _ in refunds)))
+    cancelled = [r for r in related if (r.status or "").lower().startswith(("cancel", "void"))]
+    if cancelled:
+        flags.append((f"{len(cancelled)} cancelled: " + ", ".join(r.id for r in cancelled), cancelled))
+    methods: dict[str, list[_Row]] = {}
+    for row in related:
+        for method in _methods_used(row):
+            methods.setdefault(method, []).append(row)
+    if len(methods) > 1:
+        flags.append((f"paid with {len(methods)} payment methods: " + ", ".join(sorted(methods)),
+                      _unique(r for rs in methods.values() for r in rs)))
+    home = _zip(root.values)
+    moved = [r for r in related if home and (z := _zip(r.values)) and z != home]
+    if moved:
+        flags.append((f"shipped away from the account's zip {home}: " + ", ".join(f"{r.id} to {_zip(r.values)}"
+                                                                                 for r in moved), moved))
+    if not flags:
+        return None
+    text = f"Flags for {account}:\n" + "\n".join(f"- {f}" for f, _ in flags)
+    cited = _unique(r for _, rs in flags for r in rs)
+    return Draft(kind=RecordKind.FLAGS, text=text, title=f"{account}: flags", evidence=tuple(r.cite for r in cited),
+                 meta={"account": str(root.values.get(root.table.key)), "flags": str(len(flags))})
+
+
+def _refunds(rows: Iterable[_Row]) -> list[tuple[_Row, dict[str, Any]]]:
+    return [(r, t) for r in rows for _, t in _transactions(r) if any("refund" in str(v).lower() for v in t.values())]
+
+
+def _methods_used(row: _Row) -> set[str]:
+    used = {str(v) for k, v in row.values.items() if _METHOD.search(k) and _present(v)}
+    for _, tx in _transactions(row):
+        used |= {str(v) for k, v in tx.items() if _METHOD.search(k) and _present(v)}
+    return used
+
+
+def _zip(values: Mapping[str, Any]) -> str | None:
+    for column, value in values.items():
+        if _ZIP.match(column) and _present(value):
+            return str(value)
+        parsed = _parse(value)
+        if isinstance(parsed, dict):
+            inner = _zip(parsed)
+            if inner:
+                return inner
+    return None
+
+
+# -- one row ----------------------------------------------------------------------------------
+
+def _row_record(account: str, row: _Row) -> Draft:
+    lines = [f"{row.table.name} {row.id} of {account}"]
+    for column, value in row.values.items():
+        if column == row.table.key or not _present(value):
+            continue
+        parsed = _parse(value)
+        if not _present(parsed):
+            continue
+        if isinstance(parsed, list):
+            lines.append(f"{column}:")
+            lines += [f"- {_describe(x)}" for x in parsed]
+        else:
+            lines.append(f"{column}: {_flat(parsed)}")
+    return Draft(kind=RecordKind.ROW, text="\n".join(lines), title=f"{row.table.name} {row.id} ({account})",
+                 evidence=(row.cite,), meta={"table": row.table.name, "row": row.id})
+
+
+# -- values -----------------------------------------------------------------------------------
+
+def _parse(value: Any) -> Any:
+    """JSON text columns (a list of items, an address) as structures; anything else as is."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and value != {}
+
+
+def _flat(value: Any) -> str:
+    """A dict or list on one line: scalars joined, nested values flattened."""
+    value = _parse(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_flat(v)}" if not _is_plain(k) else _flat(v) for k, v in value.items()
+                         if _present(v))
+    if isinstance(value, list):
+        return ", ".join(_flat(v) for v in value if _present(v))
+    return str(value)
+
+
+def _is_plain(key: str) -> bool:
+    """Keys whose value reads well alone (an address line, a city)."""
+    return bool(re.match(r"^(address\d?|street|city|state|province|country|zip|postal_?code|name)$", key, re.I))
+
+
+def _label(value: Any) -> str:
+    """A short name for one element of a list column (an item's name, a payment's type+amount)."""
+    if not isinstance(value, dict):
+        return "" if isinstance(value, list) else str(value)
+    for key in _LABEL:
+        if _present(value.get(key)) and not isinstance(value[key], dict | list):
+            head = str(value[key])
+            amount = next((v for k, v in value.items() if _AMOUNT.search(k) and isinstance(v, int | float)), None)
+            return f"{head} {amount}" if amount is not None and key not in ("name", "title") else head
+    scalars = [str(v) for v in value.values() if isinstance(v, str | int | float) and not isinstance(v, bool)]
+    return " ".join(scalars[:3])
+
+
+def _describe(value: Any) -> str:
+    """One element of a list column in full: its label first, then every other field."""
+    if not isinstance(value, dict):
+        return _flat(value)
+    head = next((str(value[k]) for k in ("name", "title") if _present(value.get(k))), "")
+    rest = [f"{k} {_flat(v)}" for k, v in value.items() if k not in ("name", "title") and _present(v)]
+    return (head + (" (" + "; ".join(rest) + ")" if rest else "")) if head else "; ".join(rest)
+
+
+def _who(values: Mapping[str, Any]) -> str:
+    parts = []
+    for column, value in values.items():
+        if _NAME.search(column) and _present(value):
+            parsed = _parse(value)
+            parts.append(" ".join(str(v) for v in parsed.values()) if isinstance(parsed, dict) else str(parsed))
+    return " ".join(parts)
+
+
+def _amount(tx: Mapping[str, Any]) -> float:
+    for key, value in tx.items():
+        if _AMOUNT.search(key) and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return 0.0
+
+
+def _datetime(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _unique(rows: Iterable[_Row]) -> list[_Row]:
+    seen: dict[str, _Row] = {}
+    for row in rows:
+        seen.setdefault(f"{row.table.name}:{row.id}", row)
+    return list(seen.values())
+
