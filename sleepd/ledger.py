@@ -386,6 +386,19 @@ class Ledger:
                 change.status, change.error, change.finished_at = ChangeStatus.FAILED.value, error, time.time()
             item.state, item.error, item.updated_at = ItemState.FAILED.value, error, time.time()
 
+    def requeue_failed(self, source: str) -> int:
+        """Give a source's failed items another change, e.g. when its database is reachable again
+        (a task that ran out of retries during the outage must not leave the item failed for good)."""
+        now = time.time()
+        with self.write() as s:
+            items = s.exec(select(ItemRow).where(ItemRow.source == source, ItemRow.state == ItemState.FAILED.value,
+                                                 col(ItemRow.observed_hash).is_not(None))).all()
+            for item in items:
+                assert item.id is not None
+                item.state = ItemState.PENDING.value
+                s.add(ChangeRow(item_id=item.id, content_hash=item.observed_hash, observed_at=now))
+            return len(items)
+
     # -- the indexer's side -----------------------------------------------------------------
 
     def index_cursor(self) -> int:

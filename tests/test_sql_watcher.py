@@ -252,6 +252,9 @@ def test_a_dropped_table_is_a_recorded_error_then_the_watcher_catches_up(
     assert status["error"] == watcher.error and "password" not in str(status["path"])
     assert watcher.backoff() > watcher.source.poll_seconds
     assert watcher.scan().errors == 1 and len(ledger.known_items("crm")) == 3
+    stuck = ledger.known_items("crm")["2"]  # a task for it ran out of retries during the outage
+    assert stuck.id is not None
+    ledger.fail_item(stuck.id, "database unreachable", ledger.last_change_id(stuck.id))
 
     db.run(("ALTER TABLE " + db.table("tickets_old") + " RENAME TO tickets") if backend != "mariadb"
            else "RENAME TABLE " + db.table("tickets_old") + " TO {tickets}")
@@ -260,6 +263,8 @@ def test_a_dropped_table_is_a_recorded_error_then_the_watcher_catches_up(
     recovered = watcher.poll()  # after an error a poll is a full diff: deletes are caught up too
     assert (recovered.changed, recovered.errors) == (2, 0)
     assert watcher.error is None and {s["name"]: s for s in ledger.status()["sources"]}["crm"]["error"] is None
+    assert ledger.known_items("crm")["2"].state == ItemState.PENDING.value, "failed items are queued again"
+    assert stuck.id in {c.item_id for c in ledger.due_changes(10, lease_seconds=60)}
 
 
 def test_a_database_that_is_down_is_an_error_with_backoff(ledger: Ledger,

@@ -209,7 +209,10 @@ class SqlWatcher:
 
     def _recovered(self) -> None:
         if self.error is not None:
-            log.info("source %s: readable again", self.source.name)
+            requeued = 0
+            with contextlib.suppress(Exception):
+                requeued = self.ledger.requeue_failed(self.source.name)
+            log.info("source %s: readable again (%d failed items queued again)", self.source.name, requeued)
         self.error, self._failures = None, 0
 
     def _check_rights(self, engine: Engine) -> None:
