@@ -48,6 +48,14 @@ class ScanReport:
     #: files actually read; a file with unchanged (size, mtime) is not
     hashed: int = 0
 
+    def notify(self, on_change: Callable[[], None] | None, source: str) -> None:
+        """Tell the scheduler there is work, if this scan or flush made any."""
+        if on_change is not None and (self.changed or self.deleted):
+            try:
+                on_change()
+            except Exception:
+                log.exception("source %s: on_change failed", source)
+
 
 def content_hash(path: Path, size: int, max_bytes: int, mtime_ns: int = 0) -> str:
     """sha256 hex of the file's bytes, streamed. A file over ``max_bytes`` is not opened: its hash
@@ -136,7 +144,7 @@ class FileWatcher(FileSystemEventHandler):
                     report.errors += 1
         if self._thread is not None:
             self._ensure_observer()  # the folder may have (re)appeared since start()
-        self._notify(report)
+        report.notify(self.on_change, self.source.name)
         return report
 
     def _root_ok(self) -> bool:
@@ -233,13 +241,6 @@ class FileWatcher(FileSystemEventHandler):
             report.changed += 1
         return True
 
-    def _notify(self, report: ScanReport) -> None:
-        if self.on_change is not None and (report.changed or report.deleted):
-            try:
-                self.on_change()
-            except Exception:
-                log.exception("source %s: on_change failed", self.source.name)
-
     def start(self) -> None:
         """Start watching (non-blocking). Events are recorded after ``debounce_seconds`` of quiet."""
         if self._thread is not None:
@@ -287,7 +288,7 @@ class FileWatcher(FileSystemEventHandler):
                         log.exception("source %s: cannot process %s", self.source.name, rel)
                         with contextlib.suppress(Exception):  # the ledger may be what fails
                             self.ledger.note_item_error(self.source.name, rel, f"watcher failed: {exc}")
-        self._notify(report)
+        report.notify(self.on_change, self.source.name)
         return len(due)
 
     def _process(self, rel: str, was_dir: bool, report: ScanReport) -> None:

@@ -100,7 +100,7 @@ class SqlWatcher:
                 self._recovered()
                 self.ledger.mark_scanned(self.source.name)
                 self._check_rights(engine)
-        self._notify(report)
+        report.notify(self.on_change, self.source.name)
         return report
 
     def poll(self) -> ScanReport:
@@ -116,7 +116,7 @@ class SqlWatcher:
             except Unavailable as exc:
                 self._failed(exc.message, report)
                 return report
-        self._notify(report)
+        report.notify(self.on_change, self.source.name)
         if overflow:  # more rows changed than a poll reads: only a full diff is sure to see all
             return self.scan()
         return report
@@ -129,7 +129,7 @@ class SqlWatcher:
                 self._refresh_keys(set(keys), report)
             except Unavailable as exc:
                 self._failed(exc.message, report)
-        self._notify(report)
+        report.notify(self.on_change, self.source.name)
         return report
 
     def _full_diff(self, engine: Engine, report: ScanReport) -> None:
@@ -228,13 +228,6 @@ class SqlWatcher:
         if not self._failures:
             return self.source.poll_seconds
         return min(self.source.poll_seconds * 2 ** min(self._failures, 20), defaults.SQL_MAX_BACKOFF_SECONDS)
-
-    def _notify(self, report: ScanReport) -> None:
-        if self.on_change is not None and (report.changed or report.deleted):
-            try:
-                self.on_change()
-            except Exception:
-                log.exception("source %s: on_change failed", self.source.name)
 
     # -- the thread -------------------------------------------------------------------------
 
