@@ -136,7 +136,7 @@ def status(as_json: bool) -> None:
             client.close()
     else:
         ledger = Ledger(settings.database_url)
-        report = ledger.status()
+        report = ledger.status(settings)
         ledger.close()
         report["daemon"] = {"state": "not running"}
     if as_json:
@@ -152,6 +152,10 @@ def status(as_json: bool) -> None:
     out.print(table)
     out.print(f"queue: {report['queue'] or 'empty'}   records: {report['records']}   "
               f"index lag: {report['index_lag']}   daemon: {report['daemon'].get('state')}")
+    if "llm" in report:
+        llm = report["llm"]
+        out.print(f"llm {llm['model']}: {llm['tokens_today']:,} tokens today, {llm['budget_left']:,} left, "
+                  f"{llm['calls']} requests, {llm['dropped_claims']} claims dropped, cost {llm['cost_today']:.4f}")
     for src in report["sources"]:
         for failure in src["failed"]:
             out.print(f"[red]failed[/red] {src['name']}:{failure['item']}: {failure['error']}")
@@ -381,6 +385,40 @@ def sources_list() -> None:
         click.echo(f"{source.name}\t{source.kind}\t{where}\tprofile={source.profile}\t"
                    f"access={','.join(source.access)}")
     ledger.close()
+
+
+@cli.group()
+def llm() -> None:
+    """The optional LLM layer (llm_base_url and llm_model in [sleepd])."""
+
+
+@llm.command("estimate")
+@click.option("--source", help="Only this source.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def llm_estimate(source: str | None, as_json: bool) -> None:
+    """What a full LLM pass over the current items would cost (no model is called)."""
+    from sleepd.ledger import Ledger
+    from workers.llm import estimate_pass
+
+    settings = _settings()
+    ledger = Ledger(settings.database_url)
+    try:
+        report = estimate_pass(ledger, settings, source)
+    finally:
+        ledger.close()
+    if as_json:
+        _print_json(report)
+        return
+    table = Table(title=f"LLM pass estimate ({settings.llm_model or 'no llm_model configured'})")
+    for column in ("source", "items", "input tokens", "output tokens (est.)"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for name, part in report["by_source"].items():
+        table.add_row(name, str(part["items"]), f"{part['input_tokens']:,}", f"{part['output_tokens_estimate']:,}")
+    out.print(table)
+    out.print(f"items: {report['items']}   input tokens: {report['input_tokens']:,}   output tokens (est.): "
+              f"{report['output_tokens_estimate']:,}   cost: {report['cost']:.4f} "
+              f"(at {settings.llm_price_per_1k_input}/{settings.llm_price_per_1k_output} per 1k in/out)   "
+              f"days at the daily budget: {report['days_at_daily_budget']}")
 
 
 def main() -> None:

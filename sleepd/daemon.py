@@ -76,14 +76,14 @@ class Daemon:
         self.service = Service.open(self.settings, self.ledger)
         self.service.extra_status = self._extra_status
         from workers.app import configure
-        from workers.tasks import PIPELINE_VERSION, TASK_NAME
+        from workers.tasks import TASK_NAME, pipeline_version
 
         celery = configure(self.settings)
 
         def send(item_id: int, force: bool) -> None:
             celery.send_task(TASK_NAME, args=[item_id, force], queue=defaults.QUEUE, retry=False)
 
-        self.scheduler = Scheduler(self.ledger, self.settings, send, PIPELINE_VERSION)
+        self.scheduler = Scheduler(self.ledger, self.settings, send, pipeline_version(self.settings))
         self.service.on_refresh = self.scheduler.wake.set
         self.watchers = Watchers(self.ledger.sources(), self.ledger, self.settings, on_change=self.scheduler.wake.set)
         self._serve_api()

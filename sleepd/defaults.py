@@ -43,6 +43,8 @@ EXCLUDE = (
     ".git/**", "**/.git/**", "**/__pycache__/**", "**/node_modules/**", "**/.venv/**", "**/venv/**",
     "**/.tox/**", "**/.mypy_cache/**", "**/.pytest_cache/**", "**/.ruff_cache/**", ".sleepd/**",
     "**/.sleepd/**", "**/*.pyc", "**/.DS_Store", "**/*.egg-info/**", "dist/**", "build/**",
+    # keys of synthetic aggregate items (sleepd.aggregates): a real folder of that name would collide
+    "@aggregate/**",
 )
 #: an sql source polls its updated_at watermarks this often (an indexed range query per table)
 SQL_POLL_SECONDS = 5.0
@@ -56,3 +58,21 @@ SQL_MAX_BACKOFF_SECONDS = 300.0
 SQL_MAX_CELL_CHARS = 20_000
 #: keys touched per table read by one poll; more wait for the next tick
 SQL_POLL_LIMIT = 5_000
+#: LLM layer (only with llm_base_url and llm_model): tokens per UTC day over all sources; a runaway
+#: first pass on a big repository stops here rather than on the invoice
+LLM_DAILY_TOKENS = 2_000_000
+#: and per source per day, so one large source cannot starve the others
+LLM_SOURCE_DAILY_TOKENS = 1_000_000
+#: one request's wall-clock limit; a long structured answer from a slow local model takes ~a minute
+LLM_TIMEOUT_SECONDS = 60.0
+#: price per 1,000 tokens, only for the cost figures (0: a local model, or unknown)
+LLM_PRICE_PER_1K = 0.0
+#: an item's numbered text is cut to this many tokens before it goes to the model
+LLM_INPUT_TOKENS = 6_000
+#: the answer's cap (max_tokens); reserved against the budget before each call
+LLM_OUTPUT_TOKENS = 1_500
+#: attempts per request on 429, 5xx and timeouts, then the item keeps only its deterministic records
+LLM_ATTEMPTS = 4
+#: first backoff in seconds, doubled each retry with full jitter, capped at LLM_MAX_BACKOFF_SECONDS
+LLM_BACKOFF_SECONDS = 0.5
+LLM_MAX_BACKOFF_SECONDS = 30.0

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine, create_engine, delete, event, func
 from sqlmodel import Session, SQLModel, col, select
 
+from sleepd.aggregates import AGGREGATE_PREFIX
 from sleepd.records import Draft
 from sleepd.schema import (
     AuditRow,
@@ -37,7 +38,7 @@ from sleepd.schema import (
     SourceRow,
     VersionRow,
 )
-from sleepd.settings import FileSource, Source, SqlSource
+from sleepd.settings import FileSource, Settings, Source, SqlSource
 
 __all__ = ["Ledger", "PurgeReceipt"]
 
@@ -63,6 +64,8 @@ class PurgeReceipt:
     changes: int = 0
     query_log: int = 0
     index_points: int = 0
+    #: aggregate items (repository map, portfolio...) that drew on what was purged; not in ``items``
+    aggregates: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -169,10 +172,12 @@ class Ledger:
     # -- observations (watchers) ------------------------------------------------------------
 
     def known_items(self, source: str) -> dict[str, ItemRow]:
-        """Items of a source that are not deleted (pending, enriched or failed), by key."""
+        """Items of a source that are not deleted (pending, enriched or failed), by key. Aggregates
+        are not the watcher's to list: a scan must never take them for deleted files."""
         with self.read() as s:
             rows = s.exec(select(ItemRow).where(ItemRow.source == source,
-                                                ItemRow.state != ItemState.DELETED.value)).all()
+                                                ItemRow.state != ItemState.DELETED.value,
+                                                col(ItemRow.key).not_like(AGGREGATE_PREFIX + "%"))).all()
         return {r.key: r for r in rows}
 
     def observe(self, source: str, key: str, content_hash: str, size: int, mtime_ns: int) -> bool:
@@ -262,9 +267,10 @@ class Ledger:
                     row.finished_at = time.time()
             return list(due.values())[:limit]
 
-    def queue_outdated(self, pipeline_version: str, limit: int) -> int:
+    def queue_outdated(self, pipeline_version: str, limit: int, skip_sources: Sequence[str] = ()) -> int:
         """Queue up to ``limit`` items enriched by another pipeline version, the most queried first.
-        A new enricher or model re-makes memory lazily; the old records serve until each publish."""
+        A new enricher or model re-makes memory lazily; the old records serve until each publish.
+        ``skip_sources``: sources left alone this round (their LLM budget is spent for the day)."""
         if limit <= 0:
             return 0
         busy = select(ChangeRow.item_id).where(
@@ -273,6 +279,7 @@ class Ledger:
             items = s.exec(select(ItemRow).where(
                 ItemRow.state == ItemState.ENRICHED.value, col(ItemRow.version) > 0,
                 col(ItemRow.pipeline_version) != pipeline_version, col(ItemRow.id).not_in(busy),
+                col(ItemRow.source).not_in(list(skip_sources)),
             ).limit(OUTDATED_SCAN)).all()
             if not items:
                 return 0
@@ -473,9 +480,15 @@ class Ledger:
         receipt = PurgeReceipt()
         with self.write() as s:
             items = _matching_items(s, source, pattern)
+            if pattern is not None:  # aggregates drew on what goes: they go too, and are re-made
+                touched = {i.source for i in items}
+                items += [i for i in s.exec(select(ItemRow).where(col(ItemRow.source).in_(touched),
+                                                                  col(ItemRow.key).like(AGGREGATE_PREFIX + "%")))
+                          if i not in items]
             item_ids = [i.id for i in items if i.id is not None]
             record_ids = list(s.exec(select(RecordRow.id).where(col(RecordRow.item_id).in_(item_ids))).all())
-            receipt.items, receipt.records = len(item_ids), len(record_ids)
+            receipt.aggregates = sum(1 for i in items if i.key.startswith(AGGREGATE_PREFIX))
+            receipt.items, receipt.records = len(item_ids) - receipt.aggregates, len(record_ids)
             receipt.versions = _delete_where(s, VersionRow, col(VersionRow.item_id).in_(item_ids))
             receipt.changes = _delete_where(s, ChangeRow, col(ChangeRow.item_id).in_(item_ids))
             _delete_where(s, RecordRow, col(RecordRow.item_id).in_(item_ids))
@@ -492,11 +505,14 @@ class Ledger:
                     s.delete(src)
         return receipt, record_ids
 
-    def status(self) -> dict[str, Any]:
+    def status(self, settings: Settings | None = None) -> dict[str, Any]:
+        """Sources, items by state, the queue, records, index lag; with ``settings`` that configure
+        the LLM layer, an ``llm`` block too (model, tokens today, budget left, calls, drops)."""
         with self.read() as s:
             sources = s.exec(select(SourceRow).order_by(SourceRow.name)).all()
-            counts = s.exec(select(ItemRow.source, ItemRow.state, func.count()).group_by(
-                ItemRow.source, ItemRow.state)).all()
+            is_agg = col(ItemRow.key).like(AGGREGATE_PREFIX + "%")
+            counts = s.exec(select(ItemRow.source, ItemRow.state, is_agg, func.count()).group_by(
+                ItemRow.source, ItemRow.state, is_agg)).all()
             failed = s.exec(select(ItemRow).where(ItemRow.state == ItemState.FAILED.value)
                             .order_by(col(ItemRow.updated_at).desc()).limit(50)).all()
             queue = s.exec(select(ChangeRow.status, func.count()).where(
@@ -505,20 +521,28 @@ class Ledger:
             last_seq = int(s.exec(select(func.max(IndexEventRow.seq))).one() or 0)
             cursor_row = s.get(MetaRow, "index_cursor")
         by_source: dict[str, Counter[str]] = {}
-        for name, state, n in counts:
-            by_source.setdefault(name, Counter())[state] = n
+        aggregates: dict[str, Counter[str]] = {}
+        for name, state, agg, n in counts:
+            (aggregates if agg else by_source).setdefault(name, Counter())[state] = n
         cursor = int(cursor_row.value) if cursor_row else 0
-        return {
+        report: dict[str, Any] = {
             "sources": [{
                 "name": src.name, "kind": src.kind, "path": _where(src),
                 "error": src.error, "last_scan_at": src.last_scan_at,
                 "items": {st.value: by_source.get(src.name, Counter())[st.value] for st in ItemState},
+                # cross-item records (repository map, portfolio...), counted apart from the files
+                "aggregates": {st.value: aggregates.get(src.name, Counter())[st.value] for st in ItemState},
                 "failed": [{"item": f.key, "error": f.error} for f in failed if f.source == src.name],
             } for src in sources],
             "queue": {status: n for status, n in queue},
             "records": n_records,
             "index_lag": max(0, last_seq - cursor),
         }
+        if settings is not None and settings.llm_enabled:
+            from sleepd.llm_budget import llm_status
+
+            report["llm"] = llm_status(self, settings)
+        return report
 
 
 def _is_current(item: ItemRow, content_hash: str, pipeline_version: str) -> bool:

@@ -25,7 +25,11 @@ __all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query"]
 KEYWORD_WEIGHT = 0.3
 #: a small prior by kind: a symbol or section is denser evidence than a whole-file summary
 KIND_PRIOR = {"symbol": 0.02, "section": 0.02, "file_summary": 0.0, "chunk": 0.0, "clause": 0.02,
-              "contract_card": 0.01}
+              "contract_card": 0.01,
+              # LLM layer: a pre-computed answer to a likely question is the densest evidence there is
+              "summary": 0.01, "qa": 0.03, "relation": 0.01, "risk": 0.02,
+              # aggregates: a portfolio line answers a question across contracts at once
+              "repo_map": 0.01, "package_summary": 0.01, "test_map": 0.0, "portfolio": 0.03, "source_overview": 0.0}
 #: tests restate the code they exercise; they rank below it unless the question is about tests
 TEST_PENALTY = 0.05
 #: a record cut to fit must keep at least this many tokens to be worth including

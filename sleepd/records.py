@@ -35,6 +35,24 @@ class RecordKind(str, Enum):
     CLAUSE = "clause"
     #: one record per contract: parties, dates, term, governing law, flags, where each category sits
     CONTRACT_CARD = "contract_card"
+    #: a source's most central code files (PageRank over imports and references) with key signatures
+    REPO_MAP = "repo_map"
+    #: one folder of code: its modules, entry points and key symbols
+    PACKAGE_SUMMARY = "package_summary"
+    #: test files and functions with the code symbols each one exercises
+    TEST_MAP = "test_map"
+    #: one line per contract per key field (parties, dates, renewal, governing law, flags) across a source
+    PORTFOLIO = "portfolio"
+    #: a source at a glance: item counts, languages, top-level layout
+    SOURCE_OVERVIEW = "source_overview"
+    #: LLM layer: a natural-language summary of one item, with checked evidence spans
+    SUMMARY = "summary"
+    #: LLM layer: a question likely to be asked about the item, with its answer and evidence
+    QA = "qa"
+    #: LLM layer: an inferred relation ("X calls Y", "clause 5 limits clause 9"), with evidence
+    RELATION = "relation"
+    #: LLM layer: a risk and why it matters, with evidence
+    RISK = "risk"
 
 
 @dataclass(frozen=True)

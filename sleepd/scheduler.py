@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from sleepd import defaults
+from sleepd import defaults, llm_budget
 from sleepd.ledger import Ledger
 from sleepd.settings import Settings
 
@@ -61,7 +61,7 @@ class Scheduler:
         idle = self.idle()
         room = self.settings.max_in_flight - self.ledger.in_flight(self.settings.lease_seconds)
         due = self.ledger.due_changes(room, self.settings.lease_seconds)
-        if idle and not due and self.pipeline_version and self.ledger.queue_outdated(self.pipeline_version, room):
+        if idle and not due and self.pipeline_version and self._queue_outdated(room):
             due = self.ledger.due_changes(room, self.settings.lease_seconds)
         if not idle:
             due = [c for c in due if c.priority > 0]
@@ -82,6 +82,13 @@ class Scheduler:
             self.ledger.mark_enqueued(sent)
             self.dispatched += len(sent)
         return len(sent)
+
+    def _queue_outdated(self, room: int) -> int:
+        """Re-make outdated items, within the LLM budget: with none left today, items are only
+        brought to the deterministic version (those already there wait for the next day)."""
+        assert self.pipeline_version is not None
+        target, skip = llm_budget.outdated_target(self.ledger, self.settings, self.pipeline_version)
+        return self.ledger.queue_outdated(target, room, skip_sources=skip)
 
     def run(self, stop: threading.Event, tick: float = defaults.SCHEDULER_TICK) -> None:
         while not stop.is_set():

@@ -17,6 +17,7 @@ __all__ = [
     "IndexEventRow",
     "ItemRow",
     "ItemState",
+    "LlmUsageRow",
     "MetaRow",
     "QueryLogRow",
     "RecordRow",
@@ -177,3 +178,23 @@ class QueryLogRow(SQLModel, table=True):
     latency_ms: float
     #: items the answer drew on, so a purge can drop the query text that mentions them
     items: str = "[]"
+
+
+class LlmUsageRow(SQLModel, table=True):
+    """One call to the LLM (or one skipped for budget): the cost ledger of the LLM layer.
+    A row is written as a reservation before the call and settled with the real usage after it."""
+
+    __tablename__ = "llm_usage"
+    id: int | None = Field(default=None, primary_key=True)
+    at: float = Field(index=True)
+    source: str = Field(index=True)
+    item_id: int
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    #: reserved | ok | malformed | failed | budget_exhausted
+    outcome: str
+    #: claims dropped because their evidence was not in the source
+    dropped: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))

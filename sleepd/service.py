@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sleepd.aggregates import refresh_aggregates
 from sleepd.auth import Principal
 from sleepd.embed import Embedder, get_embedder
 from sleepd.errors import BadRequest, Forbidden, NotFound
@@ -56,7 +57,7 @@ class Service:
         return self.engine.query(q, budget, principal)
 
     def status(self) -> dict[str, Any]:
-        status = self.ledger.status()
+        status = self.ledger.status(self.settings)
         if self.extra_status is not None:
             status.update(self.extra_status())
         return status
@@ -79,6 +80,9 @@ class Service:
         self._check_source(source)
         receipt, record_ids = self.ledger.purge(source, pattern)
         receipt.index_points = self.indexer.remove(record_ids)
+        if pattern is not None:  # aggregates that drew on purged items went too: re-made from what is left
+            for name in [source] if source else [s.name for s in self.ledger.sources()]:
+                refresh_aggregates(self.ledger, name, when_quiet=False)
         self.ledger.audit(principal.name, "purge", {"source": source, "path": pattern, **receipt.as_dict()})
         return {"source": source, "path": pattern, **receipt.as_dict()}
 

@@ -145,6 +145,22 @@ class Settings:
     #: run a Celery worker as a child of the daemon (the embedded default); off for a team
     embedded_worker: bool = True
     sources: tuple[Source, ...] = field(default_factory=tuple)
+    #: the optional LLM layer: any OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1) and model
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    #: also SLEEPD_LLM_API_KEY; kept out of repr, logs and status
+    llm_api_key: str | None = field(default=None, repr=False)
+    #: hard token budgets per UTC day (prompt + completion), all sources and per source
+    llm_daily_tokens: int = defaults.LLM_DAILY_TOKENS
+    llm_source_daily_tokens: int = defaults.LLM_SOURCE_DAILY_TOKENS
+    llm_timeout_seconds: float = defaults.LLM_TIMEOUT_SECONDS
+    llm_price_per_1k_input: float = defaults.LLM_PRICE_PER_1K
+    llm_price_per_1k_output: float = defaults.LLM_PRICE_PER_1K
+
+    @property
+    def llm_enabled(self) -> bool:
+        """True when an endpoint and a model are configured (else the deterministic layer only)."""
+        return bool(self.llm_base_url and self.llm_model)
 
     @property
     def base_url(self) -> str:
@@ -191,6 +207,9 @@ _SCALARS: dict[str, type] = {
     "api_url": str, "token": str, "idle_seconds": float, "debounce_seconds": float,
     "rescan_seconds": float, "max_file_bytes": int, "lease_seconds": float, "max_in_flight": int,
     "tokenizer": str, "embedded_worker": bool,
+    "llm_base_url": str, "llm_model": str, "llm_api_key": str, "llm_daily_tokens": int,
+    "llm_source_daily_tokens": int, "llm_timeout_seconds": float, "llm_price_per_1k_input": float,
+    "llm_price_per_1k_output": float,
 }
 
 
@@ -371,6 +390,18 @@ def _redact(url: str) -> str:
         return "<not a database URL>"
 
 
+def _check_llm(values: Mapping[str, Any]) -> None:
+    """The LLM keys make sense together, or start-up stops naming the key and the value."""
+    url = values.get("llm_base_url")
+    if url is not None and not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"Config 'llm_base_url' has value {url!r}. Use an http(s) URL such as "
+                          "'http://127.0.0.1:8000/v1'.")
+    if url is not None and not values.get("llm_model"):
+        raise ConfigError(f"Config 'llm_model' is missing: 'llm_base_url' is {url!r}; name the model to ask.")
+    if values.get("llm_timeout_seconds") == 0:
+        raise ConfigError("Config 'llm_timeout_seconds' has value 0. Must be positive.")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -413,6 +444,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     raw_sources = data.get("sources", [])
     if not isinstance(raw_sources, list):
         raise ConfigError(f"Config 'sources' has value {raw_sources!r}. Use [[sources]] tables.")
+    _check_llm(values)
     sources = tuple(_source(i, raw, base) for i, raw in enumerate(raw_sources))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):

@@ -184,7 +184,8 @@ def test_purge_removes_records_index_points_and_query_log(service: Service, clie
     r = client.post("/v1/purge", json={"source": "hr"}, headers=admin)
     assert r.status_code == 200
     receipt = r.json()
-    assert receipt["items"] == 1 and receipt["records"] >= 1 and receipt["versions"] == 1
+    # the file and the source's overview aggregate, one version each
+    assert receipt["items"] == 1 and receipt["aggregates"] == 1 and receipt["records"] >= 1 and receipt["versions"] == 2
     assert receipt["index_points"] == receipt["records"] and receipt["query_log"] == 1
     assert service.index.count() == before - receipt["records"]
     sources = {rec["source"] for rec in client.post("/v1/query", json=q, headers=admin).json()["records"]}

@@ -369,7 +369,7 @@ def test_the_same_content_is_never_enriched_twice(make_db: Callable[[str], Db], 
     watcher.scan()
     svc = Service(settings, ledger, _null_index(settings), embedder)
     try:
-        assert _count_published(enrich_pending(svc, embedder)) == 3
+        assert _count_published(enrich_pending(svc, embedder)) == 4  # three accounts and the source overview
         watcher.scan()
         assert enrich_pending(svc, embedder) == [], "rescanning unchanged rows queues nothing"
         # the task runs after the rows changed again: it publishes what is there now, once

@@ -167,3 +167,44 @@ def test_team_path_postgres_redis_qdrant_client(make_settings: Callable[..., Set
     finally:
         service.close()
         ledger.close()
+
+
+def test_filesystem_messages_are_never_seen_half_written(make_settings: Callable[..., Settings]) -> None:
+    """A consumer polling while a producer writes gets every message whole (kombu's own
+    filesystem transport can hand a reader an empty file, which stops a Celery worker)."""
+    import threading
+
+    from kombu import Connection, Queue
+
+    settings = make_settings()
+    app = configure(settings)
+    received: list[int] = []
+    errors: list[BaseException] = []
+    total = 60
+    options = {**app.conf.broker_transport_options, "polling_interval": 0.0}  # the consumer polls flat out
+
+    def consume() -> None:
+        with Connection(app.conf.broker_url, transport=app.conf.broker_transport,
+                        transport_options=options) as conn:
+            queue = conn.SimpleQueue(Queue("race", routing_key="race"))
+            try:
+                while len(received) < total:
+                    message = queue.get(timeout=20)
+                    received.append(message.payload["n"])
+                    message.ack()
+            except BaseException as exc:  # a half-written file surfaces here as a decode error
+                errors.append(exc)
+            finally:
+                queue.close()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    with Connection(app.conf.broker_url, transport=app.conf.broker_transport,
+                    transport_options=options) as conn:
+        queue = conn.SimpleQueue(Queue("race", routing_key="race"))
+        for n in range(total):  # big messages, each written while the consumer waits for it
+            queue.put({"n": n, "pad": "x" * 4_000_000})
+            time.sleep(0.01)
+        queue.close()
+    thread.join(timeout=120)
+    assert errors == [] and sorted(received) == list(range(total))

@@ -41,7 +41,9 @@ def configure(settings: Settings) -> Celery:
         app.amqp._producer_pool = None
     app.conf.broker_url = settings.broker_url
     options: dict[str, object] = {"polling_interval": POLL_SECONDS}
+    app.conf.broker_transport = None
     if settings.broker_url.startswith("filesystem"):
+        app.conf.broker_transport = "workers.fs_transport:Transport"  # writes each message whole
         folder = settings.home / "broker"
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)

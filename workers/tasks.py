@@ -16,27 +16,40 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError
 
+from sleepd.aggregates import is_aggregate, plan_for, refresh_aggregates
 from sleepd.embed import MODEL_NAME, Embedder, get_embedder
 from sleepd.errors import ItemError, Unavailable
 from sleepd.ledger import Ledger
+from sleepd.llm_budget import llm_version
 from sleepd.settings import Settings, Source, SqlSource
 from sleepd.sqlrows import account_document, item_access
 from sleepd.sqlrows import read_item as read_sql_item
+from sleepd.tokens import get_tokenizer
 from workers.app import app, current_settings
 from workers.enrich import enrich_text
 
 if TYPE_CHECKING:
     from sleepd.service import Service
 
-__all__ = ["PIPELINE_VERSION", "TASK_NAME", "enrich_item", "enrich_pending", "read_item", "run_enrichment"]
+__all__ = ["PIPELINE_VERSION", "TASK_NAME", "enrich_item", "enrich_pending", "pipeline_version", "read_item",
+           "run_enrichment", "then_aggregates"]
 
 log = logging.getLogger("sleepd.worker")
 
 #: changes when an enricher or the model changes, so memory is re-made lazily
-PIPELINE_VERSION = f"det-2/{MODEL_NAME}"
+PIPELINE_VERSION = f"det-3/{MODEL_NAME}"
 TASK_NAME = "sleepd.enrich_item"
 #: bytes looked at for NUL to call a file binary (what git and grep do)
 BINARY_SNIFF = 8192
+
+
+def pipeline_version(settings: Settings) -> str:
+    """PIPELINE_VERSION, plus ``+llm:<model>`` when the LLM layer is configured: changing the model
+    re-makes memory lazily, and an item whose LLM part was skipped (budget, endpoint down) is
+    published under plain PIPELINE_VERSION, so it is picked up again when the budget allows."""
+    if settings.llm_enabled and settings.llm_model:
+        return llm_version(PIPELINE_VERSION, settings.llm_model)
+    return PIPELINE_VERSION
 
 
 def read_item(path: Path, max_bytes: int) -> tuple[str, str] | None:
@@ -82,6 +95,8 @@ class Outcome:
     version: int | None = None
     records: int = 0
     error: str | None = None
+    #: the LLM layer's outcome (ok, malformed, budget_exhausted, unavailable), None without one
+    llm: str | None = None
 
 
 def run_enrichment(ledger: Ledger, embedder: Embedder, settings: Settings, item_id: int,
@@ -94,6 +109,8 @@ def run_enrichment(ledger: Ledger, embedder: Embedder, settings: Settings, item_
     source = ledger.get_source(item.source)
     if source is None:
         return Outcome("missing")
+    if is_aggregate(item.key):
+        return _run_aggregate(ledger, embedder, settings, source, item.key, item_id, seen, force)
     try:
         loaded = _load(source, item.key, settings)
     except ItemError as exc:
@@ -103,14 +120,52 @@ def run_enrichment(ledger: Ledger, embedder: Embedder, settings: Settings, item_
         removed = ledger.retract_item(item_id, seen)
         return Outcome("deleted", records=removed)
     text, digest, access = loaded
-    if not force and ledger.close_if_current(item_id, digest, PIPELINE_VERSION, seen):
+    target = pipeline_version(settings)
+    if not force and ledger.close_if_current(item_id, digest, target, seen):
         return Outcome("unchanged", version=item.version)
     drafts = enrich_text(item.key, text, source.profile)
+    llm = None
+    if settings.llm_enabled:
+        from workers.llm import enrich_with_llm
+
+        result = enrich_with_llm(ledger, settings, source.name, item_id, item.key, text, drafts)
+        drafts, llm = drafts + result.drafts, result.outcome
+        if not result.done:  # budget or endpoint: publish what we have, the LLM part comes later
+            target = PIPELINE_VERSION
     vectors = embedder.encode([d.text for d in drafts])
-    version = ledger.publish_version(item_id, digest, PIPELINE_VERSION, drafts, vectors, access,
+    version = ledger.publish_version(item_id, digest, target, drafts, vectors, access, seen, force=force)
+    if version is None:
+        return Outcome("unchanged", version=item.version, llm=llm)
+    return Outcome("published", version=version, records=len(drafts), llm=llm)
+
+
+def then_aggregates(ledger: Ledger, item_id: int) -> None:
+    """After a task for an item: observe its source's aggregates with their input hashes once the last
+    open change of the source is done, so those that depend on what changed are re-made, only those."""
+    item = ledger.item(item_id)
+    if item is not None and not is_aggregate(item.key):
+        refresh_aggregates(ledger, item.source)
+
+
+def _run_aggregate(ledger: Ledger, embedder: Embedder, settings: Settings, source: Source, key: str,
+                   item_id: int, seen: int, force: bool) -> Outcome:
+    """S(c) for an aggregate item: its "content" is its inputs' current records, read from the ledger."""
+    from workers.aggregates import build_aggregate
+
+    plan = plan_for(ledger, source, key)
+    if plan is None:  # no inputs left for it (deleted, purged, regrouped): retract it
+        return Outcome("deleted", records=ledger.retract_item(item_id, seen))
+    # the LLM layer does not apply to aggregates, but they carry the full version so that
+    # queue_outdated does not take them for items waiting for the LLM
+    target = pipeline_version(settings)
+    if not force and ledger.close_if_current(item_id, plan.input_hash, target, seen):
+        return Outcome("unchanged")
+    drafts = build_aggregate(ledger, source, plan, get_tokenizer(settings.tokenizer).count)
+    vectors = embedder.encode([d.text for d in drafts])
+    version = ledger.publish_version(item_id, plan.input_hash, target, drafts, vectors, plan.access,
                                      seen, force=force)
     if version is None:
-        return Outcome("unchanged", version=item.version)
+        return Outcome("unchanged")
     return Outcome("published", version=version, records=len(drafts))
 
 
@@ -126,6 +181,7 @@ def enrich_pending(service: Service, embedder: Embedder,
         service.ledger.mark_enqueued([c.id for c in due if c.id is not None])
         for change in due:
             outcome = run_enrichment(service.ledger, embedder, service.settings, change.item_id, change.force)
+            then_aggregates(service.ledger, change.item_id)
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
@@ -149,6 +205,7 @@ def _ledger(url: str) -> Ledger:
 def enrich_item(self: object, item_id: int, force: bool = False) -> str:
     settings = current_settings()
     outcome = run_enrichment(_ledger(settings.database_url), get_embedder(), settings, item_id, force)
-    log.info("item %s: %s v%s (%s records)%s", item_id, outcome.status, outcome.version, outcome.records,
-             f" error: {outcome.error}" if outcome.error else "")
+    then_aggregates(_ledger(settings.database_url), item_id)
+    log.info("item %s: %s v%s (%s records)%s%s", item_id, outcome.status, outcome.version, outcome.records,
+             f" error: {outcome.error}" if outcome.error else "", f" llm: {outcome.llm}" if outcome.llm else "")
     return outcome.status

@@ -1,0 +1,414 @@
+"""The optional LLM layer of S(c): summaries, relations, likely questions with answers and risks,
+from any OpenAI-compatible endpoint, each claim with evidence checked against the source.
+
+Usage: ``result = enrich_with_llm(ledger, settings, source, item_id, path, text, drafts)``.
+
+The model sees the item's text with line numbers (cut to ``LLM_INPUT_TOKENS``) and the titles of
+its deterministic records, and answers in a JSON schema (``response_format`` json_schema, or
+json_object where the endpoint rejects schemas). Every claim carries evidence spans
+``{start_line, end_line, quote}``; a claim is kept only when each span's lines exist and its quote
+(whitespace normalised) occurs within them: "Evidence is real". Malformed JSON gets one more
+request, then the item keeps only its deterministic records, with the reason in the usage ledger.
+429, 5xx and timeouts are retried with exponential backoff and full jitter (Retry-After
+honoured), at most ``LLM_ATTEMPTS`` requests. Each request is reserved against the daily budgets
+first (:mod:`sleepd.llm_budget`); none is made that could exceed them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from sleepd import defaults, llm_budget
+from sleepd.ledger import Ledger
+from sleepd.records import Draft, Evidence, RecordKind
+from sleepd.settings import Settings
+from sleepd.tokens import Tokenizer, get_tokenizer
+
+__all__ = ["RESPONSE_SCHEMA", "LlmResult", "build_messages", "claims_to_drafts", "enrich_with_llm",
+           "estimate_output_tokens", "estimate_pass", "verify_span"]
+
+log = logging.getLogger("sleepd.llm")
+
+#: claims kept per kind: a few good ones rank; dozens would crowd the item's own records
+MAX_CLAIMS = {"relations": 12, "qa": 8, "risks": 6}
+#: deterministic records listed in the prompt (titles only): enough to ground it, cheap to send
+MAX_DRAFT_TITLES = 40
+#: the output a full pass is estimated to need, as a share of the input (capped by LLM_OUTPUT_TOKENS)
+OUTPUT_SHARE = 0.25
+MIN_OUTPUT_ESTIMATE = 200
+_SPACE = re.compile(r"\s+")
+
+_SPAN = {
+    "type": "object", "additionalProperties": False, "required": ["start_line", "end_line", "quote"],
+    "properties": {"start_line": {"type": "integer"}, "end_line": {"type": "integer"}, "quote": {"type": "string"}},
+}
+_EVIDENCE = {"type": "array", "items": _SPAN}
+
+
+def _claim(*names: str) -> dict[str, Any]:
+    props: dict[str, Any] = {name: {"type": "string"} for name in names}
+    props["evidence"] = _EVIDENCE
+    return {"type": "object", "additionalProperties": False, "required": [*names, "evidence"], "properties": props}
+
+
+#: what the model must answer (strict JSON schema: every key required, no extras)
+RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["summary", "relations", "qa", "risks"],
+    "properties": {
+        "summary": _claim("text"),
+        "relations": {"type": "array", "items": _claim("subject", "relation", "object")},
+        "qa": {"type": "array", "items": _claim("question", "answer")},
+        "risks": {"type": "array", "items": _claim("risk", "explanation")},
+    },
+}
+
+SYSTEM_PROMPT = """You enrich one item of a team's context (a source file, a contract, an account's records) \
+so that later questions can be answered from your notes without reading the item again.
+Answer with one JSON object and nothing else, matching this JSON schema:
+{schema}
+- summary: what the item is and does, in 2-5 sentences.
+- relations: what the item's parts do to each other or to named outside things \
+("Session.send calls adapters.send", "clause 5 limits clause 9").
+- qa: questions a colleague is likely to ask about this item, each with a short, complete answer.
+- risks: what could go wrong or cost money (bugs, unsafe defaults, liability, overdue payments), and why.
+Every claim needs evidence: spans of the numbered source, start_line and end_line (inclusive, the numbers \
+before "|"), and quote: a short phrase copied exactly from those lines (without the line numbers). \
+Claims without real evidence are thrown away. Use empty lists where there is nothing worth saying."""
+
+
+@dataclass
+class LlmResult:
+    """What the LLM layer added to one item, and whether it counts as done for this model."""
+
+    drafts: list[Draft] = field(default_factory=list)
+    #: ok | malformed | budget_exhausted | unavailable | empty
+    outcome: str = "ok"
+    reason: str | None = None
+    requests: int = 0
+    dropped: int = 0
+
+    @property
+    def done(self) -> bool:
+        """True when the item need not be asked again for this content and model: it answered, or
+        it answered malformed JSON twice (asking again would likely only spend the budget again).
+        Budget and availability skips are retried later (another idle round, the next day)."""
+        return self.outcome in ("ok", "malformed", "empty")
+
+
+class _Unavailable(Exception):
+    """The endpoint failed past its retries (or refused the request): skip the item for now."""
+
+
+class _Malformed(Exception):
+    pass
+
+
+class _BudgetExhausted(Exception):
+    pass
+
+
+def numbered(text: str) -> str:
+    return "\n".join(f"{n}| {line}" for n, line in enumerate(text.splitlines(), start=1))
+
+
+def _fit(text: str, tokenizer: Tokenizer, limit: int) -> tuple[str, bool]:
+    """The numbered text cut to ``limit`` tokens at a line boundary, and whether it was cut."""
+    lines = numbered(text)
+    cut = tokenizer.truncate(lines, limit)
+    if cut == lines:
+        return lines, False
+    return cut.rsplit("\n", 1)[0] if "\n" in cut else cut, True
+
+
+def build_messages(path: str, text: str, drafts: list[Draft], tokenizer: Tokenizer) -> list[dict[str, str]]:
+    """The chat messages for one item (the same for the call and for ``sleepd llm estimate``)."""
+    body, cut = _fit(text, tokenizer, defaults.LLM_INPUT_TOKENS)
+    n_lines = len(text.splitlines())
+    titles = "\n".join(
+        f"- {d.kind.value}: {d.title or d.text[:60]!s}" + (f" (lines {d.evidence[0].start_line}-"
+                                                          f"{d.evidence[0].end_line})" if d.evidence else "")
+        for d in drafts[:MAX_DRAFT_TITLES])
+    shown = f"the first {body.count(chr(10)) + 1} of {n_lines} lines" if cut else f"all {n_lines} lines"
+    user = (f"Item: {path}\n\nRecords already extracted without a model:\n{titles or '(none)'}\n\n"
+            f"The item, {shown}, numbered:\n{body}")
+    system = SYSTEM_PROMPT.format(schema=json.dumps(RESPONSE_SCHEMA, separators=(",", ":")))
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def estimate_output_tokens(prompt_tokens: int) -> int:
+    return min(defaults.LLM_OUTPUT_TOKENS, max(MIN_OUTPUT_ESTIMATE, int(prompt_tokens * OUTPUT_SHARE)))
+
+
+def _norm(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def verify_span(path: str, lines: list[str], span: Any) -> Evidence | None:
+    """The span as evidence if its lines exist and its quote occurs within them, else None."""
+    if not isinstance(span, dict):
+        return None
+    start, end, quote = span.get("start_line"), span.get("end_line"), span.get("quote")
+    if not isinstance(start, int) or not isinstance(end, int) or not isinstance(quote, str):
+        return None
+    if not 1 <= start <= end <= len(lines):
+        return None
+    wanted = _norm(quote)
+    if not wanted or wanted not in _norm(" ".join(lines[start - 1:end])):
+        return None
+    return Evidence(path, start, end)
+
+
+def _verified(path: str, lines: list[str], claim: dict[str, Any]) -> tuple[Evidence, ...] | None:
+    spans = claim.get("evidence")
+    if not isinstance(spans, list) or not spans:
+        return None
+    checked = [verify_span(path, lines, span) for span in spans]
+    if any(e is None for e in checked):
+        return None  # one made-up quote makes the whole claim suspect
+    return tuple(e for e in checked if e is not None)
+
+
+def _texts(claim: Any, *names: str) -> list[str] | None:
+    if not isinstance(claim, dict):
+        return None
+    values = [claim.get(n) for n in names]
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        return None
+    return [str(v).strip() for v in values]
+
+
+def claims_to_drafts(path: str, text: str, answer: dict[str, Any], model: str) -> tuple[list[Draft], int]:
+    """Drafts for the claims whose evidence checks out, and how many claims were dropped."""
+    lines = text.splitlines()
+    meta = {"origin": "llm", "model": model}
+    drafts: list[Draft] = []
+    dropped = 0
+
+    def keep(kind: RecordKind, claim: Any, names: tuple[str, ...], render: Any) -> None:
+        nonlocal dropped
+        values = _texts(claim, *names)
+        evidence = _verified(path, lines, claim) if values else None
+        if values is None or evidence is None:
+            dropped += 1
+            return
+        title, body = render(*values)
+        drafts.append(Draft(kind=kind, text=body, evidence=evidence, title=title, meta=meta))
+
+    summary = answer.get("summary")
+    if summary:
+        keep(RecordKind.SUMMARY, summary, ("text",), lambda t: (f"{path}: summary", f"{path}: {t}"))
+    specs: list[tuple[str, RecordKind, tuple[str, ...], Any]] = [
+        ("relations", RecordKind.RELATION, ("subject", "relation", "object"),
+         lambda s, r, o: (f"{s} {r} {o}", f"{path}: {s} {r} {o}")),
+        ("qa", RecordKind.QA, ("question", "answer"), lambda q, a: (q, f"Q: {q}\nA: {a}")),
+        ("risks", RecordKind.RISK, ("risk", "explanation"), lambda r, e: (r, f"Risk in {path}: {r}. {e}")),
+    ]
+    for key, kind, names, render in specs:
+        claims = answer.get(key)
+        claims = claims if isinstance(claims, list) else []
+        for claim in claims[:MAX_CLAIMS[key]]:
+            keep(kind, claim, names, render)
+    return drafts, dropped
+
+
+def _parse(content: str | None) -> dict[str, Any]:
+    try:
+        answer = json.loads(content or "")
+    except json.JSONDecodeError as exc:
+        raise _Malformed(f"not JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(answer, dict):
+        raise _Malformed(f"a JSON {type(answer).__name__}, not an object")
+    for key in ("relations", "qa", "risks"):
+        if key in answer and not isinstance(answer[key], list):
+            raise _Malformed(f"'{key}' is not a list")
+    return answer
+
+
+#: (base_url, model) of endpoints that rejected json_schema: json_object from then on
+_NO_SCHEMA: set[tuple[str, str]] = set()
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    headers = exc.response.headers
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+    return None
+
+
+def _transient(exc: Exception) -> str | None:
+    """The usage outcome for an error worth retrying, None for one that is not."""
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "server_error"
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 429:
+            return "rate_limited"
+        if exc.status_code >= 500 or exc.status_code in (408, 409):
+            return "server_error"
+    return None
+
+
+class _Caller:
+    """Requests for one item: reserve, call, settle, retry."""
+
+    def __init__(self, ledger: Ledger, settings: Settings, source: str, item_id: int, prompt_tokens: int) -> None:
+        self.ledger, self.settings, self.source, self.item_id = ledger, settings, source, item_id
+        self.prompt_tokens = prompt_tokens
+        self.model = settings.llm_model or ""
+        self.endpoint = (settings.llm_base_url or "", self.model)
+        self.client = openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key or "none",
+                                    timeout=settings.llm_timeout_seconds, max_retries=0)
+        self.requests = 0
+        self.last_row: int | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _format(self) -> dict[str, Any]:
+        if self.endpoint in _NO_SCHEMA:
+            return {"type": "json_object"}
+        return {"type": "json_schema",
+                "json_schema": {"name": "item_notes", "strict": True, "schema": RESPONSE_SCHEMA}}
+
+    def _create(self, messages: list[dict[str, str]], fmt: dict[str, Any]) -> Any:
+        return self.client.chat.completions.create(  # type: ignore[call-overload]
+            model=self.model, messages=messages, response_format=fmt, max_tokens=defaults.LLM_OUTPUT_TOKENS,
+            temperature=0)
+
+    def _request(self, messages: list[dict[str, str]]) -> tuple[str | None, int, int]:
+        """One request; the schema format falls back to json_object once if the endpoint refuses it."""
+        fmt = self._format()
+        try:
+            response = self._create(messages, fmt)
+        except (openai.BadRequestError, openai.UnprocessableEntityError):
+            if fmt["type"] != "json_schema":
+                raise
+            log.info("%s rejected json_schema output; using json_object", self.endpoint[0])
+            _NO_SCHEMA.add(self.endpoint)
+            response = self._create(messages, self._format())
+        usage = response.usage
+        content = response.choices[0].message.content if response.choices else None
+        if usage is None:  # an endpoint without usage: count it ourselves so the budget still holds
+            tokenizer = get_tokenizer(self.settings.tokenizer)
+            return content, self.prompt_tokens, tokenizer.count(content or "")
+        return content, usage.prompt_tokens, usage.completion_tokens
+
+    def complete(self, messages: list[dict[str, str]]) -> str | None:
+        """The answer's text, or _BudgetExhausted / _Unavailable."""
+        delay = defaults.LLM_BACKOFF_SECONDS
+        for attempt in range(1, defaults.LLM_ATTEMPTS + 1):
+            row = llm_budget.reserve(self.ledger, self.settings, self.source, self.item_id,
+                                     self.prompt_tokens + defaults.LLM_OUTPUT_TOKENS)
+            if row is None:
+                raise _BudgetExhausted("daily token budget exhausted")
+            self.requests += 1
+            try:
+                content, prompt, completion = self._request(messages)
+            except openai.OpenAIError as exc:
+                outcome = _transient(exc) or "failed"
+                # a timed-out request may have been read by the model: charge its prompt to be safe
+                charged = self.prompt_tokens if outcome == "timeout" else 0
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                llm_budget.settle(self.ledger, self.settings, row, charged, 0, outcome, error=reason)
+                if outcome == "failed" or attempt == defaults.LLM_ATTEMPTS:
+                    raise _Unavailable(reason) from None
+                wait = random.uniform(0, min(delay, defaults.LLM_MAX_BACKOFF_SECONDS))
+                if isinstance(exc, openai.APIStatusError) and (asked := _retry_after(exc)) is not None:
+                    if asked > defaults.LLM_MAX_BACKOFF_SECONDS:
+                        raise _Unavailable(f"{reason} (retry after {asked:.0f}s)") from None
+                    wait = asked + random.uniform(0, defaults.LLM_BACKOFF_SECONDS / 2)
+                log.info("item %s: %s; retry %d in %.2fs", self.item_id, outcome, attempt, wait)
+                time.sleep(wait)
+                delay *= 2
+                continue
+            llm_budget.settle(self.ledger, self.settings, row, prompt, completion, "ok")
+            self.last_row = row
+            return content
+        raise AssertionError("unreachable")
+
+
+def enrich_with_llm(ledger: Ledger, settings: Settings, source: str, item_id: int, path: str, text: str,
+                    drafts: list[Draft]) -> LlmResult:
+    """The LLM layer for one item: drafts with verified evidence, or a recorded reason why none."""
+    if not text.strip():
+        return LlmResult(outcome="empty")
+    tokenizer = get_tokenizer(settings.tokenizer)
+    messages = build_messages(path, text, drafts, tokenizer)
+    prompt_tokens = sum(tokenizer.count(m["content"]) for m in messages) + 8  # role and framing tokens
+    caller = _Caller(ledger, settings, source, item_id, prompt_tokens)
+    result = LlmResult()
+    try:
+        for round_ in (1, 2):
+            content = caller.complete(messages)
+            try:
+                answer = _parse(content)
+            except _Malformed as exc:
+                assert caller.last_row is not None
+                llm_budget.settle_outcome(ledger, caller.last_row, "malformed", str(exc))
+                if round_ == 2:
+                    result.outcome, result.reason = "malformed", f"malformed JSON twice: {exc}"
+                continue
+            result.drafts, result.dropped = claims_to_drafts(path, text, answer, caller.model)
+            if result.dropped and caller.last_row is not None:
+                llm_budget.add_drops(ledger, caller.last_row, result.dropped)
+            break
+    except _BudgetExhausted as exc:
+        result.outcome, result.reason = "budget_exhausted", str(exc)
+    except _Unavailable as exc:
+        result.outcome, result.reason = "unavailable", str(exc)
+    finally:
+        caller.close()
+    result.requests = caller.requests
+    if result.outcome != "ok":
+        log.info("item %s (%s): LLM part skipped: %s: %s", item_id, path, result.outcome, result.reason)
+    return result
+
+
+def estimate_pass(ledger: Ledger, settings: Settings, source: str | None = None) -> dict[str, Any]:
+    """What a full LLM pass over the ledger's live items would cost, without calling the model:
+    the prompts are built and counted exactly as the worker would; the output is estimated."""
+    from workers.enrich import enrich_text
+    from workers.tasks import _load  # the worker's own loader: the same text the model would see
+
+    tokenizer = get_tokenizer(settings.tokenizer)
+    sources = [s for s in ledger.sources() if source is None or s.name == source]
+    report: dict[str, Any] = {"model": settings.llm_model, "items": 0, "unreadable": 0, "input_tokens": 0,
+                              "output_tokens_estimate": 0, "by_source": {}}
+    for src in sources:
+        part = {"items": 0, "input_tokens": 0, "output_tokens_estimate": 0}
+        for key in sorted(ledger.known_items(src.name)):
+            try:
+                loaded = _load(src, key, settings)
+            except Exception:  # unreadable now (gone, binary, database down): not part of the pass
+                loaded = None
+            if loaded is None or not loaded[0].strip():
+                report["unreadable"] += loaded is None
+                continue
+            text = loaded[0]
+            messages = build_messages(key, text, enrich_text(key, text, src.profile), tokenizer)
+            prompt = sum(tokenizer.count(m["content"]) for m in messages) + 8
+            part["items"] += 1
+            part["input_tokens"] += prompt
+            part["output_tokens_estimate"] += estimate_output_tokens(prompt)
+        report["by_source"][src.name] = part
+        for key in ("items", "input_tokens", "output_tokens_estimate"):
+            report[key] += part[key]
+    total = report["input_tokens"] + report["output_tokens_estimate"]
+    report["total_tokens"] = total
+    report["cost"] = llm_budget.call_cost(settings, report["input_tokens"], report["output_tokens_estimate"])
+    report["days_at_daily_budget"] = round(total / settings.llm_daily_tokens, 2) if settings.llm_daily_tokens else None
+    return report
