@@ -1,0 +1,193 @@
+"""The bench's outputs: report.json (everything), report.md (tables), recall.png (recall vs budget)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GOALS", "baseline_budget_for", "goals", "interpolate", "reduction", "write_reports"]
+
+#: the issue's goals, shown beside the figures (never asserted)
+GOALS = {
+    "recall": "sleepd's recall at 1024 >= the baseline's at 5120",
+    "latency": "query p50 <= 20 ms and p99 <= 60 ms over HTTP at 100k records",
+    "overhead": "pipeline overhead <= 15% over the bare model",
+    "fresh": "one edited file fresh within 2 s of idle",
+}
+#: the budget sleepd's recall is compared at
+REFERENCE_BUDGET = 1024
+
+
+def interpolate(budgets: Sequence[int], values: Sequence[float], budget: float) -> float:
+    """The value at ``budget``, linear between measured budgets, clamped at the ends."""
+    if budget <= budgets[0]:
+        return values[0]
+    for (b0, v0), (b1, v1) in itertools.pairwise(zip(budgets, values, strict=True)):
+        if b0 <= budget <= b1:
+            return v0 + (v1 - v0) * (budget - b0) / (b1 - b0)
+    return values[-1]
+
+
+def baseline_budget_for(budgets: Sequence[int], values: Sequence[float], target: float) -> float | None:
+    """The smallest budget at which the baseline reaches ``target`` recall (linear between measured
+    budgets), or None if it never does within the largest budget."""
+    if values[0] >= target:
+        return float(budgets[0])
+    for (b0, v0), (b1, v1) in itertools.pairwise(zip(budgets, values, strict=True)):
+        if v0 < target <= v1:
+            return b0 + (b1 - b0) * (target - v0) / (v1 - v0)
+    return None
+
+
+def _curve(corpus: dict[str, Any], system: str, budgets: Sequence[int]) -> list[float]:
+    return [float(corpus["recall"][system][str(b)]["recall"]) for b in budgets]
+
+
+def reduction(corpus: dict[str, Any], budgets: Sequence[int]) -> dict[str, Any]:
+    """Token-reduction factor: the budget the baseline needs for sleepd's recall at 1024, / 1024."""
+    target = interpolate(budgets, _curve(corpus, "sleepd", budgets), REFERENCE_BUDGET)
+    needed = baseline_budget_for(budgets, _curve(corpus, "baseline", budgets), target)
+    if needed is None:
+        text = f"> {budgets[-1]}/{REFERENCE_BUDGET} = > {budgets[-1] / REFERENCE_BUDGET:g}"
+        return {"sleepd_recall_at_1024": round(target, 4), "baseline_budget_needed": None, "factor": None,
+                "text": text}
+    factor = needed / REFERENCE_BUDGET
+    prefix = "<= " if needed == budgets[0] else ""
+    return {"sleepd_recall_at_1024": round(target, 4), "baseline_budget_needed": round(needed),
+            "factor": round(factor, 2), "text": f"{prefix}{factor:.2f}"}
+
+
+def goals(corpus: dict[str, Any], budgets: Sequence[int]) -> dict[str, Any]:
+    base_5120 = interpolate(budgets, _curve(corpus, "baseline", budgets), 5120)
+    sleepd_1024 = interpolate(budgets, _curve(corpus, "sleepd", budgets), REFERENCE_BUDGET)
+    http = corpus["latency"]["scaled"]["http"]
+    fresh = corpus["incremental"]["seconds_to_fresh_query"]
+    overhead = corpus["embedding"]["overhead_pct"]
+    return {
+        "recall": {"sleepd_1024": round(sleepd_1024, 4), "baseline_5120": round(base_5120, 4),
+                   "met": sleepd_1024 >= base_5120},
+        "latency": {"p50_ms": http["p50_ms"], "p99_ms": http["p99_ms"], "points": corpus["latency"]["scaled"]["points"],
+                    "met": http["p50_ms"] <= 20 and http["p99_ms"] <= 60},
+        "overhead": {"pct": overhead, "met": overhead is not None and overhead <= 15},
+        "fresh": {"seconds": fresh, "met": fresh is not None and fresh <= 2.0},
+    }
+
+
+def _row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows), ""]
+
+
+def _corpus_md(name: str, c: dict[str, Any], budgets: Sequence[int]) -> list[str]:
+    lines = [f"## {name}", "", f"Profile `{c['profile']}`; {c['questions']} questions. "
+             + " ".join(c["notes"]), "", f"Scoring: {c['rule']}.", ""]
+    rows = [[system, *(f"{c['recall'][system][str(b)]['recall']:.3f}" for b in budgets)]
+            for system in ("sleepd", "baseline")]
+    rows.append(["sleepd tokens used (mean)", *(c["recall"]["sleepd"][str(b)]["tokens_used_mean"] for b in budgets)])
+    rows.append(["baseline tokens used (mean)",
+                 *(c["recall"]["baseline"][str(b)]["tokens_used_mean"] for b in budgets)])
+    lines += ["Evidence recall by token budget:", "", *_table(["system", *map(str, budgets)], rows)]
+    full, red, e, emb = c["full_context"], c["reduction"], c["enrichment"], c["embedding"]
+    lines += [f"Full context: {full['tokens']:,} tokens in {full['files']} files "
+              f"({full['tokens_per_file_mean']:,} per file). Token-reduction factor (budget the baseline needs for "
+              f"sleepd's recall at 1024, / 1024): **{red['text']}** (sleepd@1024 = {red['sleepd_recall_at_1024']}).",
+              ""]
+    lat = c["latency"]
+    lines += _table(["latency (budget 1024)", "points", "p50 ms", "p99 ms", "n"], [
+        [where, lat[size]["points"], lat[size][kind]["p50_ms"], lat[size][kind]["p99_ms"], lat[size][kind]["n"]]
+        for size in ("corpus", "scaled") for kind, where in (("in_process", f"in process, {size}"),
+                                                             ("http", f"HTTP, {size}"))])
+    lines += [f"Scaled: {lat['scaled']['how']}.", ""]
+    lines += _table(["enrichment", "value"], [
+        ["items (failed)", f"{e['items']} ({e['failed']})"], ["records", e["records"]],
+        ["wall s (scan s)", f"{e['seconds']} ({e['scan_seconds']})"], ["items/s", e["items_per_s"]],
+        ["records/s", e["records_per_s"]],
+        ["embedding inside the pipeline, texts/s", emb["pipeline_embed_texts_per_s"]],
+        [f"bare model on {emb['texts']} of the same texts ({emb.get('items', '?')} items), one call, texts/s",
+         emb["raw_texts_per_s"]],
+        ["bare model on the same texts, one call per item (as the worker), texts/s",
+         emb.get("raw_per_item_texts_per_s", "n/a")],
+        ["pipeline overhead over the bare model", f"{emb['overhead_pct']}%"],
+        ["of which embedding in per-item batches", f"{emb['embed_overhead_pct']}%"],
+        ["baseline chunks (embed s)", f"{c['baseline']['chunks']} ({c['baseline']['embed_seconds']})"],
+        ["peak RSS after this corpus, MB", c["peak_rss_mb"]]])
+    inc = c["incremental"]
+    lines += _table(["after editing one file", "value"], [
+        ["edited", f"`{inc['edited']}`"], ["items re-enriched", inc["items_reenriched"]],
+        ["records re-made (of total)", f"{inc['records_remade']} (of {inc['records_total']})"],
+        ["aggregates re-made over it (their records)",
+         f"{inc.get('aggregates_remade', 0)} ({inc.get('aggregate_records_remade', 0)})"],
+        ["seconds from the write to a query showing it (in process)", inc["seconds_to_fresh_query"]],
+        ["the daemon adds at most (debounce + scheduler tick + indexer tick), s", inc["daemon_adds_up_to_s"]]])
+    g = c["goals"]
+    lines += _table(["goal", "measured", "met"], [
+        [GOALS["recall"], f"{g['recall']['sleepd_1024']} vs {g['recall']['baseline_5120']}", g["recall"]["met"]],
+        [GOALS["latency"], f"p50 {g['latency']['p50_ms']} / p99 {g['latency']['p99_ms']} ms at "
+         f"{g['latency']['points']} points", g["latency"]["met"]],
+        [GOALS["overhead"], f"{g['overhead']['pct']}%", g["overhead"]["met"]],
+        [GOALS["fresh"], f"{g['fresh']['seconds']} s in process", g["fresh"]["met"]]])
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    budgets = report["budgets"]
+    m = report["machine"]
+    lines = ["# sleepd bench", "", f"{'Quick' if report['quick'] else 'Full'} run, {report['seconds']} s. "
+             f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB, Python {m['python']}, {m['platform']}. "
+             f"Embedder {m['embedder']}, tokenizer {m['tokenizer']}.", "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
+    summary = [[name, c["questions"], f"{c['full_context']['tokens']:,}",
+                f"{c['recall']['sleepd']['1024']['recall']:.3f}", f"{c['recall']['baseline']['1024']['recall']:.3f}",
+                c["reduction"]["text"]] for name, c in report["corpora"].items()]
+    lines += _table(["corpus", "questions", "full context tokens", "sleepd recall@1024", "baseline recall@1024",
+                     "token-reduction factor"], summary)
+    for name, corpus in report["corpora"].items():
+        lines += _corpus_md(name, corpus, budgets)
+    s = report["synthetic_index"]
+    lines += ["## Search at scale", "", s["how"] + ".", ""]
+    lines += _table(["search", "points", "p50 ms", "p99 ms"], [
+        [kind, s["points"], s[kind]["p50_ms"], s[kind]["p99_ms"]] for kind in ("filtered", "admin")])
+    lines += [f"Idle awareness: {report['idle_awareness']['note']}.", "",
+              f"Peak RSS of the whole run: {report['peak_rss_mb']} MB.", ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = report["budgets"]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    for color, (name, c) in zip(colors, report["corpora"].items(), strict=False):
+        ax.plot(budgets, _curve(c, "sleepd", budgets), "-o", color=color, label=f"{name}: sleepd")
+        ax.plot(budgets, _curve(c, "baseline", budgets), "--s", color=color, alpha=0.7, label=f"{name}: plain RAG")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("live token budget")
+    ax.set_ylabel("evidence recall")
+    ax.set_title("Evidence recall vs token budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def write_reports(report: dict[str, Any], out: Path) -> None:
+    """Adds reduction factors and goals to each corpus, then writes the three files."""
+    for corpus in report["corpora"].values():
+        corpus["reduction"] = reduction(corpus, report["budgets"])
+        corpus["goals"] = goals(corpus, report["budgets"])
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    plot(report, out / "recall.png")

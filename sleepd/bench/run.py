@@ -1,0 +1,232 @@
+"""``sleepd bench``: each corpus through the real pipeline and the plain-RAG baseline, side by side.
+
+Typical use::
+
+    report = run_bench(BenchConfig(data=Path("../shared/data"), out=Path("bench-out"), quick=True))
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sleepd import defaults
+from sleepd.auth import create_token
+from sleepd.bench.baseline import CHUNK_OVERLAP, CHUNK_TOKENS, TOP_K, PlainRAG
+from sleepd.bench.corpora import Corpus, Question, load_contracts, recall
+from sleepd.bench.latency import fill_index, serve, synthetic_search_latency, timed
+from sleepd.bench.pipeline import ADMIN, Workspace, first_pass, incremental, open_workspace, raw_model, to_snippet
+from sleepd.bench.report import write_reports
+from sleepd.bench.swebench import DEFAULT_REPOS, QUICK_REPOS, load_code
+from sleepd.embed import MODEL_NAME, Embedder, get_embedder
+from sleepd.errors import ConfigError
+from sleepd.tokens import Tokenizer, get_tokenizer
+
+__all__ = ["BUDGETS", "CORPORA", "BenchConfig", "run_bench"]
+
+#: the token budgets every system is measured at
+BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
+CORPORA = ("contracts", "code", "accounts")
+#: 100k points: the size the issue's latency goals are stated at
+SCALE_POINTS = 100_000
+#: the budget latency is measured at
+LATENCY_BUDGET = 1024
+
+
+@dataclass
+class BenchConfig:
+    data: Path
+    out: Path
+    corpora: tuple[str, ...] = ("contracts", "code", "accounts")
+    quick: bool = False
+    #: sdists are downloaded and unpacked here once
+    cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "sleepd-bench")
+    #: None: 20 contracts with --quick, all otherwise
+    contracts: int | None = None
+    per_contract: int | None = None
+    repos: tuple[str, ...] | None = None
+    #: SWE-bench issues per repository, or retail tasks (None: 10 quick, else all)
+    max_issues: int | None = None
+    #: retail accounts loaded beside the tasks' customers (None: 40 quick, else all)
+    extra_accounts: int | None = None
+    #: queries timed per series (the corpus's questions, repeated when fewer); None: 30 quick, else 100
+    latency_queries: int | None = None
+    scale_points: int = SCALE_POINTS
+    #: repository -> local folder laid out like it (skips the sdist download; for tests)
+    local_code_roots: Mapping[str, Path] | None = None
+    progress: bool = True
+
+
+def _load(name: str, config: BenchConfig, work: Path) -> Corpus:
+    if name == "contracts":
+        limit = config.contracts if config.contracts is not None else (20 if config.quick else None)
+        per = config.per_contract or (3 if config.quick else 5)
+        return load_contracts(config.data, work, limit, per)
+    if name == "code":
+        repos = config.repos or (QUICK_REPOS if config.quick else DEFAULT_REPOS)
+        issues = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
+        return load_code(config.data, work, config.cache, repos, issues, config.local_code_roots)
+    if name == "accounts":
+        from sleepd.bench.accounts import load_accounts
+
+        tasks = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
+        extra = config.extra_accounts if config.extra_accounts is not None else (40 if config.quick else None)
+        return load_accounts(config.data, work, tasks, extra)
+    raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA)}.")
+
+
+@contextmanager
+def _bar(enabled: bool) -> Iterator[Progress]:
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), transient=True, disable=not enabled)
+    with progress:
+        yield progress
+
+
+def _recall(ws: Workspace, rag: PlainRAG, embedder: Embedder, bar: Progress) -> dict[str, Any]:
+    questions = ws.corpus.questions
+    task = bar.add_task(f"{ws.corpus.name}: questions", total=len(questions))
+    rows: list[dict[str, Any]] = []
+    for q in questions:
+        ranked = rag.ranked(embedder.encode_one(q.text))
+        row: dict[str, Any] = {"id": q.id, "gold": len(q.gold), "sleepd": [], "baseline": [],
+                               "sleepd_tokens": [], "baseline_tokens": []}
+        for budget in BUDGETS:
+            result = ws.service.query(q.text, budget, ADMIN)
+            row["sleepd"].append(recall(q, [to_snippet(r) for r in result.records]))
+            row["sleepd_tokens"].append(result.tokens_used)
+            snippets, used = rag.pack(ranked, budget)
+            row["baseline"].append(recall(q, snippets))
+            row["baseline_tokens"].append(used)
+        rows.append(row)
+        bar.advance(task)
+    return {system: {str(b): _summary(rows, system, i, b) for i, b in enumerate(BUDGETS)}
+            for system in ("sleepd", "baseline")} | {"questions": rows}
+
+
+def _summary(rows: list[dict[str, Any]], system: str, i: int, budget: int) -> dict[str, Any]:
+    n = len(rows) or 1
+    tokens = [r[f"{system}_tokens"][i] for r in rows]
+    return {"recall": round(sum(r[system][i] for r in rows) / n, 4),
+            "tokens_used_mean": round(sum(tokens) / n, 1), "tokens_used_max": max(tokens, default=0),
+            "over_budget": sum(1 for t in tokens if t > budget)}
+
+
+def _latency(ws: Workspace, questions: list[Question], n: int) -> dict[str, Any]:
+    """p50/p99 of the same queries in process and over HTTP (uvicorn, httpx, keep-alive)."""
+    picked = [questions[i % len(questions)].text for i in range(n)] if questions else []  # repeats: no pack cache
+    token = create_token(ws.service.ledger, "bench-http", admin=True)
+    with serve(ws.service) as url, httpx.Client(base_url=url, timeout=60,
+                                                headers={"Authorization": f"Bearer {token}"}) as client:
+        def post(q: str) -> None:
+            client.post("/v1/query", json={"q": q, "budget": LATENCY_BUDGET}).raise_for_status()
+
+        latency = timed({"in_process": [partial(ws.service.query, q, LATENCY_BUDGET, ADMIN) for q in picked],
+                         "http": [partial(post, q) for q in picked]})
+    return {**latency, "points": ws.service.index.count(), "budget": LATENCY_BUDGET}
+
+
+def _full_context(ws: Workspace, tokenizer: Tokenizer) -> dict[str, Any]:
+    files = ws.files()
+    sizes = [tokenizer.count(text) for _, text in files]
+    return {"files": len(files), "tokens": sum(sizes), "tokens_per_file_mean": round(sum(sizes) / max(len(sizes), 1))}
+
+
+def bench_corpus(corpus: Corpus, config: BenchConfig, work: Path, embedder: Embedder, bar: Progress) -> dict[str, Any]:
+    tokenizer = get_tokenizer(defaults.TOKENIZER)
+    ws = open_workspace(corpus, work, embedder)
+    try:
+        task = bar.add_task(f"{corpus.name}: enriching", total=None)
+        enrichment = first_pass(ws, embedder, on_outcome=lambda _: bar.advance(task),
+                                on_total=lambda n: bar.update(task, total=n))
+        raw = raw_model(ws, embedder, enrichment)
+        rag = PlainRAG(corpus.name, embedder, tokenizer)
+        rag.build(ws.files())
+        baseline = {"chunks": len(rag.chunks), "chunk_tokens": CHUNK_TOKENS, "overlap": CHUNK_OVERLAP, "top_k": TOP_K,
+                    "embed_seconds": round(rag.embed_seconds, 2)}
+        results = _recall(ws, rag, embedder, bar)
+        n_latency = config.latency_queries or (30 if config.quick else 100)
+        latency = {"corpus": _latency(ws, corpus.questions, n_latency)}
+        inc = incremental(ws, embedder)
+        filler = max(0, config.scale_points - ws.service.index.count())
+        fill_s = fill_index(ws.service.index, filler, seed=1)
+        latency["scaled"] = _latency(ws, corpus.questions, n_latency)
+        latency["scaled"]["how"] = (f"the corpus index padded with {filler} synthetic random unit vectors "
+                                    f"({round(fill_s, 1)} s to add) to {ws.service.index.count()} points; the "
+                                    "full query path (embed, search, verify against the ledger, rank, pack)")
+        return {
+            "corpus": corpus.name, "profile": corpus.profile, "root": str(corpus.root), "rule": corpus.rule,
+            "notes": corpus.notes, "questions": len(corpus.questions), "full_context": _full_context(ws, tokenizer),
+            "enrichment": enrichment, "embedding": raw, "baseline": baseline, "recall": {
+                "sleepd": results["sleepd"], "baseline": results["baseline"]},
+            "per_question": results["questions"], "latency": latency, "incremental": inc,
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+    finally:
+        ws.close()
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("sleepd", "torch", "sentence-transformers", "qdrant-edge-py", "fastapi", "uvicorn", "sqlmodel",
+                 "bpe-openai", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return {"cores": os.cpu_count(), "cpu": model, "platform": platform.platform(), "python": platform.python_version(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "embedder": MODEL_NAME, "tokenizer": defaults.TOKENIZER, "versions": versions}
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run every corpus of ``config`` and write report.json, report.md and recall.png to ``config.out``."""
+    for name in config.corpora:
+        if name not in CORPORA:
+            raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA)}.")
+    config.out.mkdir(parents=True, exist_ok=True)
+    work = config.out / "work"
+    started = time.time()
+    embedder = get_embedder()
+    report: dict[str, Any] = {"started_at": started, "quick": config.quick, "budgets": list(BUDGETS),
+                              "machine": machine(), "corpora": {}}
+    with _bar(config.progress) as bar:
+        corpora = [_load(name, config, work) for name in config.corpora]  # fail fast, before hours of work
+        for corpus in corpora:
+            report["corpora"][corpus.name] = bench_corpus(corpus, config, work, embedder, bar)
+        task = bar.add_task(f"search latency at {config.scale_points} synthetic points", total=None)
+        shutil.rmtree(work / "synthetic-index", ignore_errors=True)
+        report["synthetic_index"] = synthetic_search_latency(work / "synthetic-index", config.scale_points)
+        bar.update(task, completed=1, total=1)
+    report["idle_awareness"] = {"measured": False, "note": "not measured yet: needs the daemon's scheduler running a "
+                                "first pass while queries arrive"}
+    report["seconds"] = round(time.time() - started, 1)
+    report["peak_rss_mb"] = _peak_rss_mb()
+    write_reports(report, config.out)
+    return report

@@ -1,0 +1,123 @@
+"""`sleepd bench --quick` on a tiny slice: the report is complete and well-formed (figures are
+never asserted: this is a smoke test of the measuring, not of the speed)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import click
+import pytest
+
+from sleepd.bench import BUDGETS, BenchConfig, run_bench
+from sleepd.bench.baseline import chunk_text
+from sleepd.bench.corpora import ClauseGold, RowGold, Snippet, SpanGold
+from sleepd.bench.report import baseline_budget_for, reduction
+from sleepd.bench.swebench import definitions
+from sleepd.datasets import DATA_DIR
+from sleepd.errors import ConfigError
+from sleepd.tokens import get_tokenizer
+
+DATA = DATA_DIR
+CLICK_SRC = Path(click.__file__).parent
+
+
+def _data(tmp_path: Path) -> Path:
+    """The shared CUAD folder, plus a SWE-bench-shaped table over a local copy of click, so the
+    code corpus runs without downloading an sdist."""
+    assert (DATA / "cuad" / "master_clauses.csv").is_file(), f"evaluation data not found at {DATA} (set SLEEPD_DATA)"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cuad").symlink_to(DATA / "cuad")
+    (data / "tau2").symlink_to(DATA / "tau2")
+    issues = [
+        {"instance_id": "click-1", "repo": "pallets/click", "expected_spans": {"click/utils.py": ["echo"]},
+         "problem_statement": "echo() does not flush the stream after printing a message with nl=False"},
+        {"instance_id": "click-2", "repo": "pallets/click", "expected_spans": {"click/utils.py": ["imports",
+                                                                                                  "LazyFile.close"]},
+         "problem_statement": "LazyFile.close closes a file that was never opened"},
+    ]
+    (data / "swebench-lite.jsonl").write_text("".join(json.dumps(i) + "\n" for i in issues))
+    repo = tmp_path / "click-repo" / "click"
+    repo.mkdir(parents=True)
+    shutil.copy(CLICK_SRC / "utils.py", repo / "utils.py")
+    return data
+
+
+def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
+    data, out = _data(tmp_path), tmp_path / "out"
+    config = BenchConfig(data=data, out=out, corpora=("contracts", "code", "accounts"), quick=True, contracts=3,
+                         per_contract=2, repos=("pallets/click",), max_issues=2, extra_accounts=2,
+                         local_code_roots={"pallets/click": tmp_path / "click-repo"}, latency_queries=5,
+                         scale_points=3000, progress=False)
+    run_bench(config)
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["corpora"]) == {"contracts", "code", "accounts"}
+    assert report["budgets"] == list(BUDGETS)
+    assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["torch"]
+    for name, corpus in report["corpora"].items():
+        assert corpus["questions"] > 0, name
+        assert corpus["full_context"]["tokens"] > 0
+        for system in ("sleepd", "baseline"):
+            assert set(corpus["recall"][system]) == {str(b) for b in BUDGETS}
+            for budget in BUDGETS:
+                cell = corpus["recall"][system][str(budget)]
+                assert 0.0 <= cell["recall"] <= 1.0
+                assert cell["tokens_used_max"] <= budget and cell["over_budget"] == 0
+        for row in corpus["per_question"]:
+            assert all(t <= b for t, b in zip(row["sleepd_tokens"], BUDGETS, strict=True))
+        assert corpus["reduction"]["text"]
+        for where in ("corpus", "scaled"):
+            for kind in ("in_process", "http"):
+                assert corpus["latency"][where][kind]["n"] == 5 and corpus["latency"][where][kind]["p50_ms"] > 0
+        assert corpus["latency"]["scaled"]["points"] >= 3000
+        assert corpus["enrichment"]["records"] > 0 and corpus["enrichment"]["failed"] == 0
+        assert corpus["embedding"]["raw_texts_per_s"] > 0
+        assert corpus["incremental"]["items_reenriched"] == 1, (name, corpus["incremental"])
+        assert corpus["incremental"]["seconds_to_fresh_query"] is not None
+        assert set(corpus["goals"]) == {"recall", "latency", "overhead", "fresh"}
+    assert report["synthetic_index"]["points"] == 3000
+    assert report["peak_rss_mb"] > 0
+    markdown = (out / "report.md").read_text()
+    assert "| sleepd |" in markdown and all(f"## {name}" in markdown for name in report["corpora"])
+    assert (out / "recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scoring_rules() -> None:
+    clause = ClauseGold("a.txt", "This Agreement shall be governed by the laws of the State of Nevada.")
+    assert clause.found([Snippet("a.txt", 1, 9, "[section] c:a.txt:1-9\ngoverned by the laws of Nevada state")])
+    assert not clause.found([Snippet("b.txt", 1, 9, "governed by the laws of the State of Nevada")])
+    span = SpanGold("m.py", "Session.send", line=10, file_lines=100)
+    assert span.found([Snippet("m.py", 8, 20, "def send(self):")])
+    assert not span.found([Snippet("m.py", 1, 100, "defines send")])  # a whole-file summary
+    assert not span.found([Snippet("m.py", 11, 20, "def send(self):")])
+    order = RowGold("yusuf_rossi_9620", "#W2378156")
+    assert order.found([Snippet("yusuf_rossi_9620", 1, 1, "orders:#W2378156 delivered")])
+    assert not order.found([Snippet("mei_kovacs_8020", 1, 1, "orders:#W2378156 delivered")])
+    assert definitions("class A:\n    def f(self):\n        pass\ndef g():\n    pass\n") == {"A": 1, "A.f": 2, "g": 4}
+
+
+def test_chunks_cover_the_file_with_overlap_and_true_line_spans() -> None:
+    text = "".join(f"line {i} of the file with some words\n" for i in range(1, 400))
+    encoding = __import__("bpe_openai").get_encoding("cl100k_base")
+    chunks = chunk_text("f.txt", text, encoding)
+    tok = get_tokenizer("cl100k_base")
+    assert len(chunks) > 2 and chunks[0].start_line == 1 and chunks[-1].end_line == 399
+    for a, b in itertools.pairwise(chunks):
+        assert tok.count(a.text) <= 512 and b.start_line <= a.end_line  # overlapping windows
+        assert a.text.splitlines()[0] in text.splitlines()[a.start_line - 1]
+
+
+def test_reduction_factor_interpolates_and_says_when_never_reached() -> None:
+    budgets = [256, 512, 1024, 2048, 4096, 8192]
+    assert baseline_budget_for(budgets, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 0.45) == pytest.approx(3072)
+    corpus = {"recall": {"sleepd": {str(b): {"recall": 0.9} for b in budgets},
+                         "baseline": {str(b): {"recall": 0.5} for b in budgets}}}
+    assert reduction(corpus, budgets)["text"].startswith("> 8192/1024")
+
+
+def test_unknown_corpus_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'corpus' has value 'nope'"):
+        run_bench(BenchConfig(data=tmp_path, out=tmp_path / "out", corpora=("nope",), progress=False))
