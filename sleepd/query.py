@@ -19,7 +19,7 @@ from sleepd.ledger import Ledger
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
 from sleepd.tokens import Tokenizer
 
-__all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query"]
+__all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query", "fit"]
 
 #: weight of the keyword overlap against the cosine score; identifiers matter in code
 KEYWORD_WEIGHT = 0.3
@@ -178,20 +178,29 @@ class QueryEngine:
                 stale[row.item_id] = item
                 body = _raw_region(self.roots.get(row.source), row.path, evidence) or body
             header = f"[{row.kind}] {row.source}:{_span(row.path, evidence)}\n"
-            cost = self.tokenizer.count(header + body)
-            if cost > remaining:
-                if remaining < MIN_PARTIAL:
-                    continue
-                body = self.tokenizer.truncate(header + body, remaining)[len(header):]
-                cost = self.tokenizer.count(header + body)
-                if cost > remaining or not body.strip():
-                    continue
+            fitted = fit(self.tokenizer, header, body, remaining)
+            if fitted is None:
+                continue
+            body, cost = fitted
             result.tokens_used += cost
             result.records.append(PackedRecord(
                 text=body, kind=row.kind, source=row.source, item=row.path, version=row.version,
                 score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title))
         result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
         return result
+
+
+def fit(tokenizer: Tokenizer, header: str, body: str, remaining: int) -> tuple[str, int] | None:
+    """``body`` and the cost of ``header + body`` if they fit in ``remaining`` tokens; else the body
+    cut to fit, if at least :data:`MIN_PARTIAL` tokens remain and something is left; else None."""
+    cost = tokenizer.count(header + body)
+    if cost <= remaining:
+        return body, cost
+    if remaining < MIN_PARTIAL:
+        return None
+    body = tokenizer.truncate(header + body, remaining)[len(header):]
+    cost = tokenizer.count(header + body)
+    return (body, cost) if cost <= remaining and body.strip() else None
 
 
 def _span(path: str, evidence: list[dict[str, Any]]) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from sleepd.bench.corpora import Snippet
 from sleepd.embed import Embedder, Vectors
-from sleepd.query import MIN_PARTIAL
+from sleepd.query import MIN_PARTIAL, fit
 from sleepd.tokens import Tokenizer
 
 __all__ = ["CHUNK_OVERLAP", "CHUNK_TOKENS", "TOP_K", "Chunk", "PlainRAG"]
@@ -96,16 +96,11 @@ class PlainRAG:
                 break
             chunk = self.chunks[i]
             header = f"[chunk] {self.source}:{chunk.path}:{chunk.start_line}-{chunk.end_line}\n"
-            body, end_line = chunk.text, chunk.end_line
-            cost = self.tokenizer.count(header + body)
-            if cost > remaining:
-                if remaining < MIN_PARTIAL:
-                    continue
-                body = self.tokenizer.truncate(header + body, remaining)[len(header):]
-                cost = self.tokenizer.count(header + body)
-                if cost > remaining or not body.strip():
-                    continue
-                end_line = chunk.start_line + body.rstrip("\n").count("\n")
+            fitted = fit(self.tokenizer, header, chunk.text, remaining)
+            if fitted is None:
+                continue
+            body, cost = fitted
+            end_line = chunk.end_line if body == chunk.text else chunk.start_line + body.rstrip("\n").count("\n")
             used += cost
             packed.append(Snippet(chunk.path, chunk.start_line, end_line, header + body, "chunk"))
         return packed, used
