@@ -27,6 +27,7 @@ from sleepd.sqlrows import read_item as read_sql_item
 from sleepd.tokens import get_tokenizer
 from workers.app import app, current_settings
 from workers.enrich import enrich_text
+from workers.extract import document_text
 
 if TYPE_CHECKING:
     from sleepd.service import Service
@@ -37,7 +38,7 @@ __all__ = ["PIPELINE_VERSION", "TASK_NAME", "enrich_item", "enrich_pending", "pi
 log = logging.getLogger("sleepd.worker")
 
 #: changes when an enricher or the model changes, so memory is re-made lazily
-PIPELINE_VERSION = f"det-3/{MODEL_NAME}"
+PIPELINE_VERSION = f"det-4/{MODEL_NAME}"
 TASK_NAME = "sleepd.enrich_item"
 #: bytes looked at for NUL to call a file binary (what git and grep do)
 BINARY_SNIFF = 8192
@@ -53,7 +54,8 @@ def pipeline_version(settings: Settings) -> str:
 
 
 def read_item(path: Path, max_bytes: int) -> tuple[str, str] | None:
-    """The text and content hash of a file, None if it is gone, or ItemError saying why not."""
+    """The text and content hash of a file (PDF and DOCX: their text), None if it is gone, or
+    ItemError saying why not."""
     try:
         size = path.stat().st_size
         if not path.is_file():
@@ -65,6 +67,9 @@ def read_item(path: Path, max_bytes: int) -> tuple[str, str] | None:
         return None
     except OSError as exc:
         raise ItemError(f"unreadable: {exc.strerror or exc}") from None
+    extracted = document_text(path.suffix, data)
+    if extracted is not None:
+        return extracted, hashlib.sha256(data).hexdigest()
     if b"\0" in data[:BINARY_SNIFF]:
         raise ItemError("binary file (NUL bytes): not enriched")
     try:

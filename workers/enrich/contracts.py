@@ -151,7 +151,15 @@ def _label(clause: Clause | Segment) -> str:
     return " ".join(p for p in (clause.number, clause.heading) if p)
 
 
-def _clause_draft(path: str, text: str, clause: Clause, lines: _Lines, flags: list[Flag]) -> Draft:
+def _contract_name(path: str, fields: dict[str, str]) -> str:
+    """How a question names a contract: its file name and its first parties. Every clause carries
+    it, so "the governing law of the Zogenix agreement" finds that contract's clause, not another's."""
+    stem = re.sub(r"[_\s]+", " ", Path(path).stem).strip()
+    names = json.loads(fields.get("parties", "[]"))[:2]
+    return f"{stem} ({'; '.join(names)})" if names else stem
+
+
+def _clause_draft(path: str, text: str, clause: Clause, lines: _Lines, flags: list[Flag], contract: str) -> Draft:
     body = re.sub(r"[ \t]+", " ", text[clause.start:clause.end])
     body = re.sub(r"\n\s*\n\s*", "\n\n", body).strip()
     label = _label(clause)
@@ -164,7 +172,8 @@ def _clause_draft(path: str, text: str, clause: Clause, lines: _Lines, flags: li
         fields.update(_fields_of(category, text[clause.start:clause.end]))
     meta = {"category": cats[0] if cats else "", "categories": json.dumps(cats), "number": clause.number,
             "heading": clause.heading, "fields": json.dumps(fields), "flags": json.dumps([str(f) for f in flags])}
-    return Draft(RecordKind.CLAUSE, f"{head.strip()}\n{body}", (Evidence(path, first, last),), title, meta)
+    return Draft(RecordKind.CLAUSE, f"{head.strip()} — in {contract}\n{body}", (Evidence(path, first, last),),
+                 title, meta)
 
 
 def _card(path: str, clauses: list[Clause], fields: dict[str, str], flags: list[Flag], lines: _Lines) -> Draft:
@@ -217,9 +226,10 @@ def enrich_contract(path: str, text: str, playbook: Path | None = None,
     flags = evaluate(rules, found, fields)
     rule_of = {r.id: r for r in rules}
     lines = _Lines(text)
+    contract = _contract_name(path, fields)
     drafts = []
     for clause in clauses:
         mine = [f for f in flags if set(rule_of[f.rule].requires) & set(clause.categories)]
-        drafts.append(_clause_draft(path, text, clause, lines, mine))
+        drafts.append(_clause_draft(path, text, clause, lines, mine, contract))
     drafts.append(_card(path, clauses, fields, flags, lines))
     return drafts
