@@ -315,23 +315,33 @@ def sources() -> None:
 @click.option("--sql", "sql_url", metavar="URL", envvar="SLEEPD_SQL_URL",
               help="Watch a database instead of a folder (SQLAlchemy URL: sqlite:///x.db, postgresql://..., "
                    "mysql+pymysql://...).")
-@click.option("--key", metavar="TABLE.COLUMN", help="With --sql: the root table and the key naming one item.")
+@click.option("--key", metavar="TABLE.COLUMN", help="With --sql: the root table and the key naming one item "
+              "(with --query: the result column).")
+@click.option("--query", help="With --sql: a single SELECT whose rows, grouped by --key, are the items "
+              "(instead of --table).")
 @click.option("--table", "tables", multiple=True, metavar="TABLE.COLUMN",
               help="With --sql: a related table and its column holding the key (repeat).")
 @click.option("--updated-at", "updated_at", multiple=True, metavar="TABLE.COLUMN",
               help="With --sql: a table's updated_at column, polled by watermark (repeat).")
 @click.option("--access-column", metavar="TABLE.COLUMN", help="With --sql: the column holding each item's readers.")
+@click.option("--access-lookup", metavar="TABLE.KEY.COLUMN",
+              help="With --sql: a table with one row per reader: KEY holds the item key, COLUMN the principal.")
+@click.option("--password-env", metavar="VAR", envvar="SLEEPD_SQL_PASSWORD_ENV",
+              help="With --sql: the environment variable holding the database password (leave it out of the URL "
+                   "so no secret is stored).")
 @click.option("--schema", "db_schema", help="With --sql: the schema (PostgreSQL) or database (MySQL) of the tables.")
 @click.option("--poll-seconds", type=float, help="With --sql: seconds between watermark polls.")
 @click.option("--full-diff-seconds", type=float, help="With --sql: seconds between full diffs by row hash.")
 def sources_add(path: str | None, name: str | None, profile: str | None, access: tuple[str, ...],
-                sql_url: str | None, key: str | None, tables: tuple[str, ...], updated_at: tuple[str, ...],
-                access_column: str | None, db_schema: str | None, poll_seconds: float | None,
+                sql_url: str | None, key: str | None, query: str | None, tables: tuple[str, ...],
+                updated_at: tuple[str, ...], access_column: str | None, access_lookup: str | None,
+                password_env: str | None, db_schema: str | None, poll_seconds: float | None,
                 full_diff_seconds: float | None) -> None:
     """Add a folder (PATH) or a database (--sql) to watch; the daemon picks it up at its next start.
 
     Example: sleepd sources add --sql postgresql://reader@db/shop --key users.user_id
-    --table orders.user_id --updated-at users.updated_at --updated-at orders.updated_at"""
+    --table orders.user_id --updated-at users.updated_at --updated-at orders.updated_at
+    --password-env SHOP_DB_PASSWORD"""
     from sleepd.ledger import Ledger
     from sleepd.settings import Source, sql_source
 
@@ -339,9 +349,14 @@ def sources_add(path: str | None, name: str | None, profile: str | None, access:
     if sql_url:
         if path or not key:
             raise click.UsageError("with --sql give --key TABLE.COLUMN (and no PATH)")
-        source = sql_source(sql_url, name or key.split(".")[0], key, tables, updated_at,
-                            access=list(access) or None, access_column=access_column, db_schema=db_schema,
-                            profile=profile, poll_seconds=poll_seconds, full_diff_seconds=full_diff_seconds)
+        if query and (tables or not name):
+            raise click.UsageError("with --query give --name and no --table")
+        lookup = dict(zip(("table", "key", "column"), access_lookup.split(".", 2), strict=False)) \
+            if access_lookup else None
+        source = sql_source(sql_url, name or key.split(".")[0], key, tables, updated_at, query=query,
+                            access=list(access) or None, access_column=access_column, access_lookup=lookup,
+                            password_env=password_env, db_schema=db_schema, profile=profile,
+                            poll_seconds=poll_seconds, full_diff_seconds=full_diff_seconds)
         where = source.where
     else:
         if not path:

@@ -80,8 +80,8 @@ class Daemon:
 
         celery = configure(self.settings)
 
-        def send(item_id: int, force: bool) -> None:
-            celery.send_task(TASK_NAME, args=[item_id, force], queue=defaults.QUEUE, retry=False)
+        def send(items: list[tuple[int, bool]]) -> None:
+            celery.send_task(TASK_NAME, args=[items], queue=defaults.QUEUE, retry=False)
 
         self.scheduler = Scheduler(self.ledger, self.settings, send, pipeline_version(self.settings))
         self.service.on_refresh = self.scheduler.wake.set

@@ -16,6 +16,9 @@ RESCAN_SECONDS = 300.0
 MAX_FILE_BYTES = 2_000_000
 #: an enqueued change not finished after this long is enqueued again (worker died, broker lost it)
 LEASE_SECONDS = 300.0
+#: items per worker task: their records are embedded in one model call (per-item calls ran the
+#: model at about half its batch speed on 2 cores); small enough that a retry redoes little
+BATCH_ITEMS = 8
 #: the scheduler keeps at most this many tasks in flight so refreshes can jump the queue
 MAX_IN_FLIGHT = 16
 #: scheduler and indexer loop periods: short enough that an edit shows within a second or two
@@ -38,6 +41,10 @@ API_PORT = 7878
 QUEUE = "sleepd"
 #: embedding dimension of all-MiniLM-L6-v2
 EMBED_DIM = 384
+#: embedding backend: onnx (onnxruntime, ~4 ms a query on one thread) when it works, else torch
+EMBED_BACKEND = "auto"
+#: the ONNX export of the model, made once from the local weights, when no sleepd home is given
+MODEL_CACHE = "~/.cache/sleepd/models"
 #: files never worth indexing, whatever the include globs say
 EXCLUDE = (
     ".git/**", "**/.git/**", "**/__pycache__/**", "**/node_modules/**", "**/.venv/**", "**/venv/**",

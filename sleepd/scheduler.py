@@ -25,7 +25,8 @@ log = logging.getLogger("sleepd.scheduler")
 #: load average per core above which the machine counts as busy (our own worker included)
 BUSY_LOAD_PER_CORE = 4.0
 
-Send = Callable[[int, bool], None]
+#: hands a batch of (item id, force) to the workers; raises if the broker refuses it
+Send = Callable[[list[tuple[int, bool]]], None]
 
 
 class SchedulerState(str, Enum):
@@ -68,10 +69,10 @@ class Scheduler:
         self.state = SchedulerState.DISPATCHING if idle else SchedulerState.WAITING_FOR_IDLE
         sent: list[int] = []
         try:
-            for change in due:
-                self.send(change.item_id, change.force)
-                assert change.id is not None
-                sent.append(change.id)
+            for start in range(0, len(due), defaults.BATCH_ITEMS):
+                batch = due[start:start + defaults.BATCH_ITEMS]
+                self.send([(c.item_id, c.force) for c in batch])
+                sent.extend(c.id for c in batch if c.id is not None)
         except Exception as exc:  # broker down: the changes stay open in the ledger
             self.state = SchedulerState.BROKER_DOWN
             self.last_error = f"broker: {type(exc).__name__}: {exc}"

@@ -47,10 +47,14 @@ class Service:
     @property
     def engine(self) -> QueryEngine:
         if self._engine is None:
-            self._engine = QueryEngine(self.ledger, self.index, self._embedder or get_embedder(),
+            self._engine = QueryEngine(self.ledger, self.index, self._embedder or self.embedder(),
                                        get_tokenizer(self.settings.tokenizer))
         self._engine.roots = {s.name: s.path for s in self.ledger.sources() if isinstance(s, FileSource)}
         return self._engine
+
+    def embedder(self) -> Embedder:
+        """The process-wide model for the configured backend; its ONNX export is cached in home/models."""
+        return get_embedder(self.settings.embed_backend, self.settings.home / "models")
 
     def query(self, q: object, budget: object, principal: Principal) -> QueryResult:
         self.indexer.sync()  # cheap when nothing is pending; makes a fresh publish visible now

@@ -17,8 +17,8 @@ from typing import Any
 from sleepd import defaults
 from sleepd.errors import ConfigError
 
-__all__ = ["FileSource", "Settings", "Source", "SqlSource", "SqlTable", "load_settings", "source_from_path",
-           "sql_source"]
+__all__ = ["FileSource", "Settings", "Source", "SqlAccessLookup", "SqlSource", "SqlTable", "load_settings",
+           "source_from_path", "sql_source"]
 
 PROFILES = ("auto", "code", "docs", "contracts")
 SQL_PROFILES = ("accounts",)
@@ -61,8 +61,26 @@ class SqlTable:
 
 
 @dataclass(frozen=True)
+class SqlAccessLookup:
+    """Access from a lookup table: an item's readers are the ``column`` values of the rows of
+    ``table`` whose ``key`` equals the item key (one row per principal or group)."""
+
+    table: str
+    key: str
+    column: str
+    #: lets polls see access changes with an indexed range query (revocations, being deletes,
+    #: wait for the full diff or a notification)
+    updated_at: str | None = None
+
+    def as_table(self) -> SqlTable:
+        return SqlTable(name=self.table, key=self.key, updated_at=self.updated_at)
+
+
+@dataclass(frozen=True)
 class SqlSource:
-    """Watched tables of a database; one item per value of the root table's key (an account)."""
+    """Watched tables of a database; one item per value of the root table's key (an account). A
+    source declared by ``query`` has one table, named after the source, standing for the query's
+    result (``key``, ``updated_at`` and ``id`` are its columns)."""
 
     name: str
     #: SQLAlchemy URL: sqlite:///path, postgresql+psycopg2://..., mysql+pymysql://...
@@ -82,6 +100,11 @@ class SqlSource:
     batch_size: int = defaults.SQL_BATCH_SIZE
     #: LISTEN for the notifications of ``sleepd sql-triggers`` (PostgreSQL), on top of polling
     listen: bool = False
+    #: a single SELECT whose result rows, grouped by the key column, are the items
+    query: str | None = None
+    access_lookup: SqlAccessLookup | None = None
+    #: the environment variable holding the password, so the URL stored in the ledger has none
+    password_env: str | None = None
     kind: str = "sql"
 
     @property
@@ -98,6 +121,10 @@ class SqlSource:
             "db_schema": self.db_schema, "profile": self.profile, "access": list(self.access),
             "access_column": self.access_column, "poll_seconds": self.poll_seconds,
             "full_diff_seconds": self.full_diff_seconds, "batch_size": self.batch_size, "listen": self.listen,
+            "query": self.query, "password_env": self.password_env,
+            "access_lookup": None if self.access_lookup is None else {
+                "table": self.access_lookup.table, "key": self.access_lookup.key,
+                "column": self.access_lookup.column, "updated_at": self.access_lookup.updated_at},
         }
 
     @classmethod
@@ -111,12 +138,27 @@ class SqlSource:
                    poll_seconds=float(cfg.get("poll_seconds", defaults.SQL_POLL_SECONDS)),
                    full_diff_seconds=float(cfg.get("full_diff_seconds", defaults.SQL_FULL_DIFF_SECONDS)),
                    batch_size=int(cfg.get("batch_size", defaults.SQL_BATCH_SIZE)),
-                   listen=bool(cfg.get("listen", False)))
+                   listen=bool(cfg.get("listen", False)), query=cfg.get("query"),
+                   access_lookup=SqlAccessLookup(**cfg["access_lookup"]) if cfg.get("access_lookup") else None,
+                   password_env=cfg.get("password_env"))
 
     @property
     def where(self) -> str:
         """The URL without its password, for status and logs."""
         return _redact(self.url)
+
+    def connect_url(self) -> str:
+        """The URL to connect with: the password taken from ``password_env`` when that is set
+        (read when connecting, so a rotated secret needs only a restart). KeyError names the
+        variable when it is not set."""
+        if self.password_env is None:
+            return self.url
+        from sqlalchemy.engine import make_url
+
+        password = os.environ.get(self.password_env)
+        if password is None:
+            raise KeyError(self.password_env)
+        return make_url(self.url).set(password=password).render_as_string(hide_password=False)
 
 
 Source = FileSource | SqlSource
@@ -142,6 +184,8 @@ class Settings:
     lease_seconds: float = defaults.LEASE_SECONDS
     max_in_flight: int = defaults.MAX_IN_FLIGHT
     tokenizer: str = defaults.TOKENIZER
+    #: "auto" (onnx when onnxruntime works, else torch), "onnx" or "torch": the same vectors either way
+    embed_backend: str = defaults.EMBED_BACKEND
     #: run a Celery worker as a child of the daemon (the embedded default); off for a team
     embedded_worker: bool = True
     sources: tuple[Source, ...] = field(default_factory=tuple)
@@ -206,11 +250,14 @@ _SCALARS: dict[str, type] = {
     "database_url": str, "broker_url": str, "qdrant_url": str, "api_host": str, "api_port": int,
     "api_url": str, "token": str, "idle_seconds": float, "debounce_seconds": float,
     "rescan_seconds": float, "max_file_bytes": int, "lease_seconds": float, "max_in_flight": int,
-    "tokenizer": str, "embedded_worker": bool,
+    "tokenizer": str, "embedded_worker": bool, "embed_backend": str,
     "llm_base_url": str, "llm_model": str, "llm_api_key": str, "llm_daily_tokens": int,
     "llm_source_daily_tokens": int, "llm_timeout_seconds": float, "llm_price_per_1k_input": float,
     "llm_price_per_1k_output": float,
 }
+
+#: sleepd.embed.BACKENDS, repeated so settings does not import the model module
+_EMBED_BACKENDS = ("auto", "onnx", "torch")
 
 
 def _str_list(key: str, raw: Any) -> tuple[str, ...]:
@@ -268,7 +315,11 @@ def source_from_path(path: str | Path, name: str | None = None, profile: str = "
 
 
 _SQL_KEYS = {"name", "kind", "url", "key", "tables", "updated_at", "ids", "schema", "profile", "access",
-             "access_column", "poll_seconds", "full_diff_seconds", "batch_size", "listen"}
+             "access_column", "poll_seconds", "full_diff_seconds", "batch_size", "listen", "query", "id",
+             "access_lookup", "password_env"}
+#: what a query source may be: one SELECT (or WITH ... SELECT), at most a trailing ';'
+_SELECT = re.compile(r"^\s*(select|with)\b", re.I)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _table_column(key: str, raw: Any) -> tuple[str, str]:
@@ -322,8 +373,15 @@ def _sql_source(where: str, raw: Mapping[str, Any]) -> SqlSource:
         raise ConfigError(f"Config '{where}' has unknown keys {sorted(unknown)} for kind 'sql'.")
     if not raw.get("url"):
         raise ConfigError(f"Config '{where}.url' is missing: a SQLAlchemy database URL.")
-    tables = _sql_tables(where, raw)
-    source = SqlSource(name=str(raw.get("name") or tables[0].name), url=str(raw["url"]), tables=tables)
+    if "query" in raw:
+        source = _query_source(where, raw)
+    else:
+        tables = _sql_tables(where, raw)
+        source = SqlSource(name=str(raw.get("name") or tables[0].name), url=str(raw["url"]), tables=tables)
+    if "access_lookup" in raw:
+        source = replace(source, access_lookup=_access_lookup(f"{where}.access_lookup", raw["access_lookup"]))
+    if raw.get("password_env") is not None:
+        source = replace(source, password_env=_typed(f"{where}.password_env", raw["password_env"], str))
     if raw.get("schema"):
         source = replace(source, db_schema=str(raw["schema"]))
     if "access" in raw:
@@ -333,6 +391,70 @@ def _sql_source(where: str, raw: Mapping[str, Any]) -> SqlSource:
         if key in raw:
             source = replace(source, **{key: _typed(f"{where}.{key}", raw[key], kind)})
     return check_sql_source(source, where)
+
+
+def _query_source(where: str, raw: Mapping[str, Any]) -> SqlSource:
+    """A source declared by a query: ``key`` (and ``updated_at``, ``id``) name result columns."""
+    for other in ("tables", "ids"):
+        if other in raw:
+            raise ConfigError(f"Config '{where}.{other}' cannot go with '{where}.query': the query is the only table.")
+    if not raw.get("name"):
+        raise ConfigError(f"Config '{where}.name' is missing: a source declared by a query needs a name.")
+    columns: dict[str, str | None] = {}
+    for key in ("key", "updated_at", "id"):
+        value = raw.get(key)
+        if value is None and key != "key":
+            columns[key] = None
+            continue
+        if not isinstance(value, str) or not _IDENT.match(value):
+            raise ConfigError(f"Config '{where}.{key}' has value {value!r}. With 'query' name a result column "
+                              "(a plain identifier).")
+        columns[key] = value
+    table = SqlTable(name=str(raw["name"]), key=str(columns["key"]), updated_at=columns["updated_at"],
+                     id=columns["id"])
+    return SqlSource(name=str(raw["name"]), url=str(raw["url"]), tables=(table,),
+                     query=_typed(f"{where}.query", raw["query"], str))
+
+
+def _access_lookup(where: str, raw: Any) -> SqlAccessLookup:
+    fields = ("table", "key", "column", "updated_at")
+    if not isinstance(raw, dict) or set(raw) - set(fields) or not all(raw.get(f) for f in fields[:3]):
+        raise ConfigError(f"Config '{where}' has value {raw!r}. Use {{table = \"acl\", key = \"user_id\", "
+                          "column = \"principal\"}} (updated_at optional).")
+    for field_name in fields:
+        value = raw.get(field_name)
+        if value is not None and (not isinstance(value, str) or not _IDENT.match(value)):
+            raise ConfigError(f"Config '{where}.{field_name}' has value {value!r}. Not a plain identifier.")
+    return SqlAccessLookup(**raw)
+
+
+def check_query(query: str, where: str = "source") -> str:
+    """The query without a trailing ';', or ConfigError unless it is one SELECT statement. A ';'
+    anywhere else is refused, even in a literal: a second statement must never ride along."""
+    body = query.strip()
+    body = body[:-1].rstrip() if body.endswith(";") else body
+    if not _SELECT.match(body) or ";" in body:
+        raise ConfigError(f"Config '{where}.query' has value {query!r}. Use a single SELECT statement "
+                          "(no ';' inside).")
+    return body
+
+
+def _check_sql_extras(source: SqlSource, where: str) -> SqlSource:
+    """The query, access lookup and password_env checks of :func:`check_sql_source`."""
+    from sqlalchemy.engine import make_url
+
+    if source.query is not None:
+        source = replace(source, query=check_query(source.query, where))
+    if source.access_column is not None and source.access_lookup is not None:
+        raise ConfigError(f"Config '{where}.access_column' and '{where}.access_lookup' are both set: choose one.")
+    if source.password_env is not None:
+        if not _ENV_NAME.match(source.password_env):
+            raise ConfigError(f"Config '{where}.password_env' has value {source.password_env!r}. "
+                              "Name an environment variable.")
+        if make_url(source.url).password is not None:
+            raise ConfigError(f"Config '{where}.url' has value {_redact(source.url)!r} with a password, and "
+                              f"'{where}.password_env' is set: leave the password out of the URL.")
+    return source
 
 
 def check_sql_source(source: SqlSource, where: str = "source") -> SqlSource:
@@ -355,6 +477,7 @@ def check_sql_source(source: SqlSource, where: str = "source") -> SqlSource:
         raise ConfigError(f"Config '{where}.access' is empty: nobody could read this source.")
     if source.db_schema is not None and not _IDENT.match(source.db_schema):
         raise ConfigError(f"Config '{where}.schema' has value {source.db_schema!r}. Not a plain identifier.")
+    source = _check_sql_extras(source, where)
     if source.access_column is not None:
         table, _column = _table_column(f"{where}.access_column", source.access_column)
         if source.table(table) is None:
@@ -372,8 +495,15 @@ def sql_source(url: str, name: str, key: str, tables: tuple[str, ...] = (), upda
                **options: Any) -> SqlSource:
     """An sql source from the command line: ``key`` and ``tables`` as 'table.column', ``updated_at``
     as 'table.column' each; ``options`` are other :class:`SqlSource` fields."""
-    marks = dict(_table_column("--updated-at", u) for u in updated_at)
-    raw: dict[str, Any] = {"name": name, "url": url, "key": key, "tables": list(tables), "updated_at": marks}
+    raw: dict[str, Any] = {"name": name, "url": url, "key": key}
+    if options.get("query") is not None:  # the key and updated_at are result columns
+        if len(updated_at) > 1:
+            raise ConfigError(f"Config '--updated-at' has values {list(updated_at)!r}. With --query give one column.")
+        if updated_at:
+            raw["updated_at"] = updated_at[0]
+    else:
+        raw["tables"] = list(tables)
+        raw["updated_at"] = dict(_table_column("--updated-at", u) for u in updated_at)
     for option, value in options.items():
         if value is not None:
             raw["schema" if option == "db_schema" else option] = value
@@ -445,6 +575,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(raw_sources, list):
         raise ConfigError(f"Config 'sources' has value {raw_sources!r}. Use [[sources]] tables.")
     _check_llm(values)
+    if values.get("embed_backend", defaults.EMBED_BACKEND) not in _EMBED_BACKENDS:
+        raise ConfigError(f"Config 'embed_backend' has value {values['embed_backend']!r}. "
+                          f"Supported: {', '.join(repr(b) for b in _EMBED_BACKENDS)}.")
     sources = tuple(_source(i, raw, base) for i, raw in enumerate(raw_sources))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):

@@ -5,7 +5,9 @@ hash for the same rows. Nothing here ever writes to the watched database.
 An item is one value of the root table's key (an account) with every row, in every watched
 table, whose key column holds that value. Its canonical form is ``{table: [row, ...]}`` with
 rows as JSON-safe dicts sorted by their JSON text; ``updated_at`` columns are left out, so a
-touch that changes nothing else is not a change.
+touch that changes nothing else is not a change. A source declared by a query reads its one
+table as the subquery ``(<query>) q``. With an access lookup table, the item's rows there are
+under :data:`ACCESS_ROWS` too, so an access change is a change of the item.
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ from sleepd.errors import Unavailable
 from sleepd.settings import SqlSource, SqlTable
 
 __all__ = [
-    "ItemRows", "account_document", "item_access", "item_hash", "iter_items", "load_items", "max_marks", "open_engine",
-    "read_item", "reading", "row_id", "touched_keys", "trigger_sql", "write_rights",
+    "ACCESS_ROWS", "ItemRows", "account_document", "dump_mark", "item_access", "item_hash", "iter_items",
+    "load_items", "load_mark", "max_marks", "open_engine", "polled_tables", "read_item", "reading", "row_id",
+    "shape", "touched_keys", "trigger_sql", "write_rights",
 ]
 
 log = logging.getLogger("sleepd.sql")
 
 #: table name -> the item's rows in that table, canonical and sorted
 ItemRows = dict[str, list[dict[str, Any]]]
+#: where an item's rows of the access lookup table go (no table name starts with '@')
+ACCESS_ROWS = "@access"
 
 #: a statement slower than this is cancelled (PostgreSQL) or its read times out (MySQL)
 STATEMENT_TIMEOUT_S = 60
@@ -51,11 +56,16 @@ def open_engine(source: SqlSource) -> Engine:
     """A read-only engine for the source's database: SQLite opened with ``mode=ro``, PostgreSQL
     sessions with ``default_transaction_read_only``, MySQL sessions ``READ ONLY``; each read is
     one REPEATABLE READ (snapshot) transaction so an item's rows come from one moment."""
-    url = make_url(source.url)
+    try:
+        raw_url = source.connect_url()
+    except KeyError:
+        raise Unavailable(f"source {source.name}: environment variable {source.password_env} "
+                          "(password_env) is not set") from None
+    url = make_url(raw_url)
     backend = url.get_backend_name()
     try:
         if backend == "sqlite":
-            return _sqlite_engine(source.url)
+            return _sqlite_engine(raw_url)
         if backend == "postgresql":
             options = f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_S}s"
             return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2,
@@ -141,8 +151,21 @@ _CONNECT = re.compile(r"could not connect|connection refused|can't connect|unabl
 # -- SQL text ---------------------------------------------------------------------------------
 
 def _table(engine: Engine, source: SqlSource, table: SqlTable) -> str:
+    """What to read ``table`` from: the quoted table, or for a query source the query as a
+    subquery (on lines of its own, so a trailing ``--`` comment cannot swallow the alias)."""
+    if source.query is not None and table is source.root:
+        return f"(\n{source.query}\n) q"
     quote = engine.dialect.identifier_preparer.quote
     return f"{quote(source.db_schema)}.{quote(table.name)}" if source.db_schema else quote(table.name)
+
+
+def polled_tables(source: SqlSource) -> list[tuple[str, SqlTable]]:
+    """(watermark name, table) of every table read by watermark: the watched tables and the
+    access lookup table."""
+    found = [(t.name, t) for t in source.tables]
+    if source.access_lookup is not None:
+        found.append((ACCESS_ROWS, source.access_lookup.as_table()))
+    return found
 
 
 def _col(engine: Engine, name: str) -> str:
@@ -233,6 +256,7 @@ def load_items(conn: Connection, source: SqlSource, keys: Sequence[Any]) -> dict
         return {}
     engine = conn.engine
     found: dict[str, ItemRows] = {}
+    empty = [t.name for t in source.tables] + ([ACCESS_ROWS] if source.access_lookup is not None else [])
     for table in source.tables:
         query = text(f"SELECT * FROM {_table(engine, source, table)} WHERE {_col(engine, table.key)} IN :keys")
         result = conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"keys": list(keys)})
@@ -242,9 +266,18 @@ def load_items(conn: Connection, source: SqlSource, keys: Sequence[Any]) -> dict
                 continue
             key = key_text(value)
             if table is source.root:
-                found.setdefault(key, {t.name: [] for t in source.tables})
+                found.setdefault(key, {name: [] for name in empty})
             if key in found:
                 found[key][table.name].append(_row(table, row))
+    lookup = source.access_lookup
+    if lookup is not None and found:
+        table = lookup.as_table()
+        key_col, column = _col(engine, lookup.key), _col(engine, lookup.column)
+        query = text(f"SELECT {key_col}, {column} FROM {_table(engine, source, table)} WHERE {key_col} IN :keys")
+        result = conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"keys": list(keys)})
+        for key_value, principal in result.all():
+            if key_value is not None and key_text(key_value) in found:
+                found[key_text(key_value)][ACCESS_ROWS].append({lookup.column: _cell(principal)})
     for rows in found.values():
         for name, table_rows in rows.items():
             rows[name] = sorted(table_rows, key=_dumps)
@@ -256,9 +289,10 @@ def iter_items(engine: Engine, source: SqlSource, batch: int) -> Iterator[tuple[
     stays bounded by one range however large the tables are)."""
     root, last = source.root, None
     key = _col(engine, root.key)
+    distinct = "DISTINCT " if source.query is not None else ""  # a query has many rows per key
     while True:
         after = f" AND {key} > :last" if last is not None else ""
-        query = text(f"SELECT {key} FROM {_table(engine, source, root)} WHERE {key} IS NOT NULL{after} "
+        query = text(f"SELECT {distinct}{key} FROM {_table(engine, source, root)} WHERE {key} IS NOT NULL{after} "
                      f"ORDER BY {key} LIMIT :n")
         with reading(engine, source, f"reading table {root.name}") as conn:
             values = list(conn.execute(query, {"last": last, "n": batch}).scalars())
@@ -279,14 +313,20 @@ def read_item(source: SqlSource, key: str, engine: Engine | None = None) -> tupl
 
 
 def account_document(source: SqlSource, key: str, rows: ItemRows) -> str:
-    """The text an enricher reads for one item: its tables (root first) and canonical rows, as JSON."""
+    """The text an enricher reads for one item: its tables (root first) and canonical rows, as JSON
+    (not the access rows: who may read an item is no part of what it says)."""
     tables = [{"name": t.name, "key": t.key, "id": t.id} for t in source.tables]
-    return json.dumps({"source": source.name, "key": key, "tables": tables, "rows": rows}, ensure_ascii=False)
+    content = {name: table_rows for name, table_rows in rows.items() if name != ACCESS_ROWS}
+    return json.dumps({"source": source.name, "key": key, "tables": tables, "rows": content}, ensure_ascii=False)
 
 
 def item_access(source: SqlSource, rows: ItemRows) -> tuple[str, ...]:
-    """The access list of an item: the static list, or the values of ``access_column`` in its rows
-    (comma- or space-separated). An item with no such value is readable by admins only."""
+    """The access list of an item: the static list, the values of ``access_column`` in its rows
+    (comma- or space-separated), or its rows' values in the access lookup table. An item with no
+    such value is readable by admins only."""
+    if source.access_lookup is not None:
+        column = source.access_lookup.column
+        return tuple(sorted({str(r[column]) for r in rows.get(ACCESS_ROWS, []) if r.get(column) is not None}))
     if source.access_column is None:
         return source.access
     table, column = source.access_column.split(".", 1)
@@ -301,11 +341,47 @@ def max_marks(conn: Connection, source: SqlSource) -> dict[str, Any]:
     """The highest ``updated_at`` of each table that has one (an indexed max, not a scan)."""
     engine = conn.engine
     marks: dict[str, Any] = {}
-    for table in source.tables:
+    for name, table in polled_tables(source):
         if table.updated_at:
             query = f"SELECT max({_col(engine, table.updated_at)}) FROM {_table(engine, source, table)}"
-            marks[table.name] = conn.execute(text(query)).scalar()
+            marks[name] = conn.execute(text(query)).scalar()
     return marks
+
+
+def shape(conn: Connection, source: SqlSource) -> str:
+    """A fingerprint of what the source reads: its declaration and the columns of each table (or
+    of the query's result). Stored watermarks are trusted only while it stays the same."""
+    engine = conn.engine
+    columns = {name: list(conn.execute(text(f"SELECT * FROM {_table(engine, source, table)} WHERE 1 = 0")).keys())
+               for name, table in polled_tables(source)}
+    declared = {k: v for k, v in source.as_dict().items() if k not in ("poll_seconds", "full_diff_seconds",
+                                                                        "batch_size", "listen", "url")}
+    return hashlib.sha256(_dumps({"source": declared, "columns": columns}).encode()).hexdigest()[:16]
+
+
+def dump_mark(value: Any) -> str | None:
+    """A watermark as JSON for the ledger, None for a type that cannot round-trip."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return json.dumps({"value": value})
+    if isinstance(value, datetime | date):  # datetime first: it is a date too
+        return json.dumps({"datetime" if isinstance(value, datetime) else "date": value.isoformat()})
+    if isinstance(value, Decimal):
+        return json.dumps({"Decimal": str(value)})
+    return None
+
+
+def load_mark(raw: str) -> Any:
+    """The inverse of :func:`dump_mark`; ValueError when it is not one."""
+    stored = json.loads(raw)
+    if not isinstance(stored, dict) or len(stored) != 1:
+        raise ValueError(f"not a stored watermark: {raw!r}")
+    kind, value = next(iter(stored.items()))
+    if value is None or kind == "value":
+        return value
+    loaders: dict[str, Any] = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "Decimal": Decimal}
+    if kind not in loaders:
+        raise ValueError(f"not a stored watermark: {raw!r}")
+    return loaders[kind](value)
 
 
 def touched_keys(conn: Connection, source: SqlSource, table: SqlTable, mark: Any,
@@ -335,7 +411,7 @@ def write_rights(engine: Engine, source: SqlSource) -> str | None:
             if backend == "postgresql":
                 if conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
                     return "the database user is a superuser; sleepd needs only SELECT on the watched tables"
-                writable = [t.name for t in source.tables if conn.execute(
+                writable = [t.name for _, t in polled_tables(source) if not _is_query(source, t) and conn.execute(
                     text("SELECT has_table_privilege(:t, 'INSERT,UPDATE,DELETE,TRUNCATE')"),
                     {"t": _table(engine, source, t)}).scalar()]
                 if writable:
@@ -347,6 +423,10 @@ def write_rights(engine: Engine, source: SqlSource) -> str | None:
     except SQLAlchemyError as exc:
         log.debug("source %s: cannot check rights: %s", source.name, exc)
     return None
+
+
+def _is_query(source: SqlSource, table: SqlTable) -> bool:
+    return source.query is not None and table is source.root
 
 
 def channel(source: SqlSource) -> str:
@@ -377,7 +457,12 @@ def trigger_sql(source: SqlSource) -> str:
         "  RETURN NULL;",
         "END $$;",
     ]
-    for table in source.tables:
+    if source.query is not None:
+        lines.insert(2, "-- The tables behind the query are not known here: add the same two triggers to each, "
+                        "with the column holding the item key.")
+    for _, table in polled_tables(source):
+        if _is_query(source, table):
+            continue  # the tables behind a query are the admin's to add
         target = f'{schema}"{table.name}"'
         trigger = f"sleepd_{channel(source)}_{table.name}"[:63]
         args = f"'{channel(source)}', '{table.key}'"

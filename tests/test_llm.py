@@ -319,19 +319,21 @@ def test_budget_exhausted_makes_no_call_and_the_item_is_picked_up_when_budget_re
 
     sent: list[int] = []
     # no budget: the scheduler does not queue the item again (no spinning on skips)
-    Scheduler(ledger, poor, lambda item_id, force: sent.append(item_id), pipeline_version(poor)).tick()
+    Scheduler(ledger, poor, lambda batch: sent.extend(i for i, _ in batch), pipeline_version(poor)).tick()
     assert sent == []
     # a source's own budget spent: its items wait, the total budget notwithstanding
     with ledger.write() as s:
         s.add(LlmUsageRow(at=time.time(), source="repo", item_id=0, model="fake-model", prompt_tokens=999_000,
                           outcome="ok"))
-    Scheduler(ledger, llm_settings, lambda item_id, force: sent.append(item_id), pipeline_version(llm_settings)).tick()
+    Scheduler(ledger, llm_settings, lambda batch: sent.extend(i for i, _ in batch),
+              pipeline_version(llm_settings)).tick()
     assert sent == []
     # the next UTC day: yesterday's spending no longer counts, the item is sent back to the model
     with ledger.write() as s:
         for spent in s.exec(select(LlmUsageRow)).all():
             spent.at -= 86_400
-    Scheduler(ledger, llm_settings, lambda item_id, force: sent.append(item_id), pipeline_version(llm_settings)).tick()
+    Scheduler(ledger, llm_settings, lambda batch: sent.extend(i for i, _ in batch),
+              pipeline_version(llm_settings)).tick()
     assert sent == [billing()]
     fake_llm.script = [Reply(GOOD)]
     assert enrich(ledger, embedder, llm_settings, billing()).llm == "ok"

@@ -40,10 +40,11 @@ from sleepd.errors import ConfigError, Unavailable
 from sleepd.ledger import Ledger
 from sleepd.schema import ItemState, RecordRow
 from sleepd.service import Service
-from sleepd.settings import Settings, SqlSource, SqlTable, load_settings
-from sleepd.sqlrows import item_hash, open_engine, read_item, reading, trigger_sql
+from sleepd.settings import Settings, SqlAccessLookup, SqlSource, SqlTable, load_settings
+from sleepd.sqlrows import account_document, item_hash, open_engine, read_item, reading, trigger_sql
 from sleepd.watchers import SqlWatcher, Watchers
 from tests.helpers import enrich_pending, unavailable, wait_for
+from workers.enrich.accounts import enrich_account
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 MARIADB_SERVER = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -434,7 +435,15 @@ path = "."
     ('key = "users.id"', "url' is missing"),
     ('url = "sqlite:///x.db"\nkey = "users.id"\nprofile = "code"', "profile"),
     ('url = "sqlite:///x.db"\nkey = "users.id"\npoll_seconds = 0', "positive"),
-    ('url = "sqlite:///x.db"\nkey = "users.id"\nquery = "select 1"', "unknown keys"),
+    ('url = "sqlite:///x.db"\nkey = "users.id"\nquerry = "select 1"', "unknown keys"),
+    ('url = "sqlite:///x.db"\nname = "q"\nkey = "id"\nquery = "select 1; drop table users"', "single SELECT"),
+    ('url = "sqlite:///x.db"\nname = "q"\nkey = "id"\nquery = "delete from users"', "single SELECT"),
+    ('url = "sqlite:///x.db"\nname = "q"\nkey = "users.id"\nquery = "select 1"', "result column"),
+    ('url = "sqlite:///x.db"\nname = "q"\nkey = "id"\nquery = "select 1"\ntables = ["a.b"]', "only table"),
+    ('url = "sqlite:///x.db"\nkey = "users.id"\naccess_lookup = {table = "acl"}', "access_lookup"),
+    ('url = "sqlite:///x.db"\nkey = "users.id"\naccess_lookup = {table = "acl", key = "u", column = "p; x"}',
+     "plain identifier"),
+    ('url = "postgresql://u:pw@db/x"\nkey = "users.id"\npassword_env = "PW"', "leave the password out"),
     ('url = "sqlite:///x.db"\nkey = "users.id; drop"', "'table.column'"),
 ])
 def test_bad_sql_sources_stop_start_up_naming_the_key(tmp_path: Path, body: str, fragment: str) -> None:
@@ -515,3 +524,148 @@ def test_sql_errors_from_the_worker_are_retryable(tmp_path: Path) -> None:
     with pytest.raises(Unavailable, match="source gone"):
         read_item(source, "1", engine=open_engine(source))
     assert item_hash({"users": []}) != item_hash({"users": [{"id": 1}]})
+
+
+# -- query sources, access lookup tables, stored watermarks, passwords from the environment ------
+
+def _query_source(db: Db, **options: Any) -> SqlSource:
+    """Accounts joined to their tickets: several result rows per account."""
+    query = (f"SELECT a.id AS account_id, a.name, t.ticket_id, t.status, t.updated_at\n"
+             f"FROM {db.table('accounts')} a JOIN {db.table('tickets')} t ON t.account_id = a.id"
+             "  -- open and closed\n;")
+    return SqlSource(name="crm", url=db.url, tables=(SqlTable("crm", "account_id", updated_at="updated_at",
+                                                              id="ticket_id"),), query=query, **options)
+
+
+def _as_configured(source: SqlSource) -> SqlSource:
+    from sleepd.settings import check_sql_source
+
+    return check_sql_source(source)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_source_declared_by_a_query(backend: str, make_db: Callable[[str], Db], ledger: Ledger,
+                                      watch: Callable[[SqlSource], SqlWatcher]) -> None:
+    db = make_db(backend)
+    _create(db)
+    db.run("INSERT INTO {tickets} VALUES (21, 1, 'open', 'second ticket of 1', :t)", t=datetime(2025, 1, 1))
+    source = _as_configured(_query_source(db, batch_size=2))  # key ranges over DISTINCT keys
+    watcher = watch(source)
+    first = watcher.scan()
+    assert (first.seen, first.changed, first.errors) == (3, 3, 0), watcher.error
+    found = read_item(source, "1", engine=open_engine(source))
+    assert found is not None and len(found[0]["crm"]) == 2, "one item is every result row of its key"
+    assert found[1] == _hashes(ledger)["1"], "the worker reads the item through the same query"
+
+    before = _hashes(ledger)
+    db.run("UPDATE {tickets} SET status = 'closed', updated_at = :t WHERE ticket_id = 21", t=LATER)
+    polled = watcher.poll()
+    assert (polled.changed, polled.hashed) == (1, 1), "the watermark poll through the subquery"
+    assert _hashes(ledger)["1"] != before["1"] and _hashes(ledger)["2"] == before["2"]
+    db.run("DELETE FROM {tickets} WHERE account_id = 3")
+    assert watcher.poll().deleted == 0
+    full = watcher.scan()
+    assert (full.changed, full.deleted) == (0, 1) and _hashes(ledger)["3"] is None
+
+    doc = json.loads(account_document(source, "1", found[0]))
+    drafts = enrich_account("1", json.dumps(doc))
+    assert any("21" in d.text for d in drafts if d.kind.value == "account"), "the second row is related"
+
+    if backend == "postgresql":  # a query that would write fails in the read-only transaction
+        writer = replace(source, query=f"WITH gone AS (DELETE FROM {db.table('accounts')} RETURNING id) "
+                                       "SELECT id AS account_id FROM gone", tables=(SqlTable("crm", "account_id"),))
+        assert watch(writer).scan().errors == 1
+        with db.engine.connect() as conn:
+            assert conn.execute(text(f"SELECT count(*) FROM {db.table('accounts')}")).scalar() == 3
+
+
+def _create_acl(db: Db) -> None:
+    Table("acl", MetaData(schema=db.schema), Column("user_id", Integer, index=True),
+          Column("principal", String(50)), Column("changed_at", DateTime, index=True)).create(db.engine)
+    for user, who in ((1, "alice"), (1, "bob"), (2, "alice")):
+        db.run(f"INSERT INTO {db.table('acl')} VALUES (:u, :p, :t)", u=user, p=who, t=datetime(2025, 1, 1))
+
+
+def _items_seen(svc: Service, who: str, aggregates: bool = False) -> set[str]:
+    """The accounts ``who`` gets records of (and with ``aggregates``, the cross-item records too)."""
+    body = svc.query("Customer ticket of account", 4096, Principal(who)).as_dict()
+    return {r["item"] for r in body["records"] if aggregates or not r["item"].startswith("@")}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_access_from_a_lookup_table(backend: str, make_db: Callable[[str], Db], ledger: Ledger,
+                                    settings: Settings, embedder: Embedder,
+                                    watch: Callable[[SqlSource], SqlWatcher]) -> None:
+    db = make_db(backend)
+    _create(db)
+    _create_acl(db)
+    lookup = SqlAccessLookup(table="acl", key="user_id", column="principal", updated_at="changed_at")
+    watcher = watch(_source(db, access_lookup=lookup))
+    assert watcher.scan().changed == 3
+    svc = Service(settings, ledger, _null_index(settings), embedder)
+    try:
+        enrich_pending(svc, embedder)
+        assert _items_seen(svc, "alice") == {"1", "2"} and _items_seen(svc, "bob") == {"1"}
+        assert _items_seen(svc, "carol") == set(), "an item with no lookup row is for admins only"
+
+        db.run(f"DELETE FROM {db.table('acl')} WHERE principal = 'bob'")  # a revocation: the full diff sees it
+        db.run(f"INSERT INTO {db.table('acl')} VALUES (3, 'carol', :t)", t=LATER)  # a grant: the poll sees it
+        assert (watcher.poll().changed, watcher.scan().changed) == (1, 1)
+        assert _count_published(enrich_pending(svc, embedder)) >= 2, "both items re-published (and overviews)"
+        assert _items_seen(svc, "bob", aggregates=True) == set(), "a revoked principal sees nothing of it"
+        assert _items_seen(svc, "alice") == {"1", "2"} and _items_seen(svc, "carol") == {"3"}
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_watermarks_survive_a_restart(backend: str, make_db: Callable[[str], Db], ledger: Ledger,
+                                      settings: Settings, watch: Callable[[SqlSource], SqlWatcher]) -> None:
+    db = make_db(backend)
+    _create(db)
+    source = _source(db)
+    first = watch(source)
+    assert first.scan().seen == 3
+    db.run("UPDATE {tickets} SET status = 'closed', updated_at = :t WHERE ticket_id = 12", t=LATER)
+    assert first.poll().changed == 1
+    first.stop()
+
+    db.run("UPDATE {accounts} SET name = 'Renamed', updated_at = :t WHERE id = 3", t=LATER)  # while stopped
+    restarted = watch(source).scan()
+    assert (restarted.seen, restarted.changed) == (2, 1), "a poll from the stored marks, not a full diff"
+    assert ledger.get_meta("sql_watermark:crm:tickets") is not None
+
+    db.run("ALTER TABLE {accounts} ADD COLUMN tier INTEGER")  # the shape changed: every hash may change
+    again = watch(source).scan()
+    assert (again.seen, again.changed) == (3, 3), "a changed shape means a full diff at start"
+    due = watch(replace(source, full_diff_seconds=0.001)).scan()
+    assert due.seen == 3, "a full diff that is due runs at start"
+    other = watch(replace(source, name="crm2"))
+    assert other.scan().seen == 3, "no stored marks: a full diff"
+
+
+def test_the_password_comes_from_an_environment_variable(make_db: Callable[[str], Db], ledger: Ledger,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         watch: Callable[[SqlSource], SqlWatcher]) -> None:
+    db = make_db("postgresql")
+    _create(db)
+    source = _as_configured(_source(db, password_env="CRM_DB_PASSWORD"))
+    watcher = watch(source)
+    assert watcher.scan().errors == 1 and "CRM_DB_PASSWORD" in (watcher.error or "")
+    monkeypatch.setenv("CRM_DB_PASSWORD", "s3cret-from-env")  # local trust auth accepts any password
+    assert "s3cret-from-env" in source.connect_url() and "s3cret" not in json.dumps(source.as_dict())
+    assert watch(source).scan().changed == 3
+
+    env = {"SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_CONFIG": str(tmp_path / "none.toml")}
+    (tmp_path / "none.toml").write_text("")
+    result = CliRunner().invoke(cli, ["sources", "add", "--sql", "postgresql://reader@db/shop", "--name", "shop",
+                                      "--query", "SELECT * FROM orders", "--key", "user_id", "--updated-at",
+                                      "updated_at", "--access-lookup", "acl.user_id.principal",
+                                      "--password-env", "SHOP_DB_PASSWORD"], env=env)
+    assert result.exit_code == 0, result.output
+    stored = Ledger(f"sqlite:///{tmp_path / 'home' / 'ledger.db'}")
+    shop = stored.get_source("shop")
+    stored.close()
+    assert isinstance(shop, SqlSource) and shop.password_env == "SHOP_DB_PASSWORD" and shop.query
+    assert shop.access_lookup == SqlAccessLookup("acl", "user_id", "principal")
+    assert shop.root.updated_at == "updated_at"

@@ -13,20 +13,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from celery.contrib.testing.worker import start_worker
+from sqlmodel import select
 
 from sleepd import defaults
 from sleepd.auth import Principal
+from sleepd.embed import Embedder
 from sleepd.ledger import Ledger
 from sleepd.scheduler import Scheduler, SchedulerState
-from sleepd.schema import ItemState
+from sleepd.schema import ItemState, RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
 from sleepd.watchers import Watchers
 from tests.helpers import free_port, wait_for
 from workers.app import configure
-from workers.tasks import TASK_NAME
+from workers.tasks import TASK_NAME, run_batch
 
 ADMIN = Principal("t", admin=True)
 
@@ -39,11 +42,11 @@ def write_repo(root: Path, n: int = 3) -> None:
             f'    """Return widget {i} scaled by x."""\n    return x * {i}\n')
 
 
-def sender(settings: Settings) -> Callable[[int, bool], None]:
+def sender(settings: Settings) -> Callable[[list[tuple[int, bool]]], None]:
     app = configure(settings)
 
-    def send(item_id: int, force: bool) -> None:
-        app.send_task(TASK_NAME, args=[item_id, force], queue=defaults.QUEUE, retry=False)
+    def send(items: list[tuple[int, bool]]) -> None:
+        app.send_task(TASK_NAME, args=[items], queue=defaults.QUEUE, retry=False)
 
     return send
 
@@ -83,8 +86,8 @@ def test_worker_enriches_and_is_idempotent(broker: str, make_settings: Callable[
         # the same task delivered twice publishes nothing new
         send = sender(settings)
         assert item.id is not None
-        send(item.id, False)
-        send(item.id, False)
+        send([(item.id, False)])
+        send([(item.id, False), (item.id, False)])
         time.sleep(1.5)
     assert ledger.known_items("repo")["mod1.py"].version == 1
     ledger.close()
@@ -208,3 +211,31 @@ def test_filesystem_messages_are_never_seen_half_written(make_settings: Callable
         queue.close()
     thread.join(timeout=120)
     assert errors == [] and sorted(received) == list(range(total))
+
+
+def test_a_batch_embeds_together_but_publishes_and_fails_each_item_alone(
+        make_settings: Callable[..., Settings], tmp_path: Path, embedder: Embedder) -> None:
+    settings = make_settings()
+    ledger = Ledger(settings.database_url)
+    write_repo(tmp_path / "repo")
+    (tmp_path / "repo" / "blob.py").write_bytes(b"\x00\x01 not text")
+    ledger.save_source(FileSource(name="repo", path=tmp_path / "repo"))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    items = ledger.known_items("repo")
+    batch = [(items[k].id or 0, False) for k in ("mod0.py", "blob.py", "mod1.py", "mod2.py")]
+    outcomes = run_batch(ledger, embedder, settings, batch)
+    assert [o.status for o in outcomes] == ["published", "failed", "published", "published"]
+    assert "binary" in (outcomes[1].error or "")
+    after = ledger.known_items("repo")
+    assert {k: i.version for k, i in after.items()} == {"mod0.py": 1, "blob.py": 0, "mod1.py": 1, "mod2.py": 1}
+    with ledger.read() as s:  # each item's records carry that item's own vectors
+        for key in ("mod0.py", "mod2.py"):
+            rows = s.exec(select(RecordRow).where(RecordRow.item_id == after[key].id)).all()
+            assert rows and all(key.removesuffix(".py").replace("mod", "widget_") in r.text or
+                                key.removesuffix(".py") in r.text for r in rows)
+            for row in rows:
+                assert np.allclose(np.frombuffer(row.embedding, dtype=np.float32), embedder.encode([row.text])[0],
+                                   atol=1e-4)
+    assert [o.status for o in run_batch(ledger, embedder, settings, batch)] == [
+        "unchanged", "failed", "unchanged", "unchanged"]  # a redelivered batch publishes nothing
+    ledger.close()

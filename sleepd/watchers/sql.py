@@ -10,7 +10,11 @@ enrichment here, and nothing is ever written to the watched database.
   are re-hashed. The mark lags one poll behind the highest value read, so a row committed a little
   after others of the same moment is still seen (re-hashing an unchanged item writes nothing).
   Deletes, tables without ``updated_at`` and rows committed later than that with an older stamp
-  wait for the next full diff.
+  wait for the next full diff. The access lookup table is polled the same way.
+* The marks are kept in the ledger (meta ``sql_watermark:<source>:<table>``, with a fingerprint
+  of the source's declaration and columns and the time of the last full diff): the first
+  ``scan()`` of a restarted daemon polls from them instead of diffing everything, unless one is
+  missing, the fingerprint changed or a full diff is due.
 * ``listen = true`` (PostgreSQL, with the triggers of ``sleepd sql-triggers``): notifications name
   the touched keys at once, deletes included; polling and full diffs go on underneath.
 
@@ -21,6 +25,7 @@ error is recorded on the source, retried with backoff, and a full diff catches u
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import select
 import threading
@@ -38,14 +43,18 @@ from sleepd.settings import Settings, SqlSource
 from sleepd.sqlrows import (
     ItemRows,
     channel,
+    dump_mark,
     item_hash,
     item_size,
     iter_items,
     key_text,
     load_items,
+    load_mark,
     max_marks,
     open_engine,
+    polled_tables,
     reading,
+    shape,
     touched_keys,
     write_rights,
 )
@@ -71,6 +80,10 @@ class SqlWatcher:
         #: table -> (mark polled from, highest updated_at seen); None until a full diff set the baseline
         self._marks: dict[str, tuple[Any, Any]] | None = None
         self._last_full = 0.0
+        #: what the stored marks are valid for: the source's shape and the last full diff (epoch)
+        self._shape: str | None = None
+        self._full_at = 0.0
+        self._stored: dict[str, str] = {}  # meta key -> value last written, to write only changes
         self._failures = 0
         self._rights_checked = False
         #: the last problem, for tests and status (also recorded on the source in the ledger)
@@ -84,7 +97,11 @@ class SqlWatcher:
 
     def scan(self) -> ScanReport:
         """The full diff: hash every item, observe changes and deletes. Never raises for a
-        database problem: it is recorded on the source and in the report."""
+        database problem: it is recorded on the source and in the report. The first scan of a
+        watcher is a poll from the watermarks stored in the ledger when they are all there, the
+        source's shape is unchanged and a full diff is not yet due (a restarted daemon)."""
+        if self._marks is None and self.error is None and self._resume():
+            return self.poll()
         report = ScanReport()
         with self._lock:
             self._last_full = time.monotonic()
@@ -92,11 +109,14 @@ class SqlWatcher:
                 engine = self._engine_or_open()
                 with reading(engine, self.source, "reading watermarks") as conn:
                     marks = max_marks(conn, self.source)  # before the scan: what it misses, polls see
+                    current = shape(conn, self.source)
                 self._full_diff(engine, report)
             except Unavailable as exc:
                 self._failed(exc.message, report)
             else:
                 self._marks = {table: (mark, mark) for table, mark in marks.items()}
+                self._shape, self._full_at = current, time.time()
+                self._store_marks()
                 self._recovered()
                 self.ledger.mark_scanned(self.source.name)
                 self._check_rights(engine)
@@ -116,6 +136,7 @@ class SqlWatcher:
             except Unavailable as exc:
                 self._failed(exc.message, report)
                 return report
+            self._store_marks()  # only once what they cover is in the ledger
         report.notify(self.on_change, self.source.name)
         if overflow:  # more rows changed than a poll reads: only a full diff is sure to see all
             return self.scan()
@@ -151,14 +172,14 @@ class SqlWatcher:
         overflow = False
         marks = dict(self._marks)
         with reading(engine, self.source, "polling watermarks") as conn:
-            for table in self.source.tables:
+            for name, table in polled_tables(self.source):
                 if table.updated_at is None:
                     continue
-                lagged, highest = marks.get(table.name, (None, None))
+                lagged, highest = marks.get(name, (None, None))
                 found, newest, full = touched_keys(conn, self.source, table, lagged, defaults.SQL_POLL_LIMIT)
                 top = newest if newest is not None and (highest is None or newest > highest) else highest
                 # next time from the previous top (one poll of grace), or past this batch when cut short
-                marks[table.name] = (top if full else highest, top)
+                marks[name] = (top if full else highest, top)
                 keys.update(found)
                 overflow = overflow or full
         self._marks = marks
@@ -190,6 +211,54 @@ class SqlWatcher:
             return  # unchanged: no ledger write at all
         if self.ledger.observe(self.source.name, key, digest, item_size(rows), 0):
             report.changed += 1
+
+    # -- stored watermarks -------------------------------------------------------------------
+
+    def _meta_key(self, name: str) -> str:
+        return f"sql_watermark:{self.source.name}:{name}"
+
+    def _store_marks(self) -> None:
+        """Write each table's mark (the one the next poll reads from) where it changed."""
+        if self._marks is None or self._shape is None:
+            return
+        for name, (lagged, _highest) in self._marks.items():
+            mark = dump_mark(lagged)
+            if mark is None:
+                continue  # a type we cannot keep: a restart diffs in full
+            value = json.dumps({"mark": mark, "shape": self._shape, "full_at": self._full_at})
+            key = self._meta_key(name)
+            if self._stored.get(key) != value:
+                self.ledger.set_meta(key, value)
+                self._stored[key] = value
+
+    def _resume(self) -> bool:
+        """Take the marks stored by an earlier run, if they are all there and still valid."""
+        names = [name for name, table in polled_tables(self.source) if table.updated_at]
+        if not names:
+            return False
+        try:
+            stored = {n: json.loads(self.ledger.get_meta(self._meta_key(n)) or "null") for n in names}
+            marks = {n: load_mark(v["mark"]) for n, v in stored.items()}
+            full_at = min(float(v["full_at"]) for v in stored.values())
+        except (ValueError, KeyError, TypeError):  # missing or not ours: start from a full diff
+            return False
+        age = time.time() - full_at
+        if age >= self.source.full_diff_seconds:
+            return False
+        try:
+            with reading(self._engine_or_open(), self.source, "reading the source's shape") as conn:
+                current = shape(conn, self.source)
+        except Unavailable:
+            return False  # the full diff records the error
+        if any(v.get("shape") != current for v in stored.values()):
+            log.info("source %s: tables or query changed since the stored watermarks: full diff", self.source.name)
+            return False
+        self._marks = {name: (mark, mark) for name, mark in marks.items()}
+        self._shape, self._full_at = current, full_at
+        self._last_full = time.monotonic() - age
+        self._stored = {self._meta_key(n): json.dumps(v) for n, v in stored.items()}
+        log.info("source %s: resuming from stored watermarks", self.source.name)
+        return True
 
     # -- errors -----------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ no I/O. Input is the JSON document :func:`sleepd.sqlrows.account_document` makes
      "tables": [{"name": "users", "key": "user_id", "id": null}, {"name": "orders", ...}],
      "rows": {"users": [{...}], "orders": [{...}, ...]}}
 
-The first table is the root (the account itself). Records:
+The first table is the root (the account itself; when it has several rows for the key, as a
+query source's result does, the first is the account and the rest are related rows). Records:
 
 * ACCOUNT, the brief: who, contact, payment methods, every related row in one line (an order: its
   id, state, what was in it, what was paid), open rows and refunds; evidence: every row.
@@ -90,10 +91,14 @@ def enrich_account(path: str, text: str) -> list[Draft]:
     if not root_rows:
         return []
     root = root_rows[0]
-    related = [r for t in tables[1:] for r in rows[t.name]]
+    # a source declared by a query has one table with several rows per key: the first row is the
+    # account, the others are related rows like those of other tables
+    related = root_rows[1:] + [r for t in tables[1:] for r in rows[t.name]]
+    listed = tables if len(root_rows) > 1 else tables[1:]
     who = _who(root.values) or str(doc["key"])
     account = f"account {doc['key']}" + (f" ({who})" if who != str(doc["key"]) else "")
-    drafts = [_brief(account, root, related, tables[1:], rows), _timeline(account, root, related)]
+    drafts = [_brief(account, root, related, listed, {**rows, tables[0].name: root_rows[1:]}),
+              _timeline(account, root, related)]
     flags = _flags(account, root, related)
     if flags is not None:
         drafts.append(flags)

