@@ -71,7 +71,7 @@ class Db:
 
 
 def _server(url: str, what: str) -> Engine:
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives a restart
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -105,7 +105,8 @@ def make_db(tmp_path: Path) -> Iterator[Callable[[str], Db]]:
             server.dispose()
 
         cleanups.append(drop)
-        db = Db(str(server.url.render_as_string(hide_password=False)), schema, create_engine(server.url))
+        db = Db(str(server.url.render_as_string(hide_password=False)), schema,
+                create_engine(server.url, pool_pre_ping=True))
         cleanups.append(db.engine.dispose)
         return db
 
@@ -669,3 +670,36 @@ def test_the_password_comes_from_an_environment_variable(make_db: Callable[[str]
     assert isinstance(shop, SqlSource) and shop.password_env == "SHOP_DB_PASSWORD" and shop.query
     assert shop.access_lookup == SqlAccessLookup("acl", "user_id", "principal")
     assert shop.root.updated_at == "updated_at"
+
+
+def _pg_ctl(action: str) -> None:
+    """Stop or start this machine's PostgreSQL cluster (Debian's pg_ctlcluster, as root)."""
+    import shutil
+    import subprocess
+
+    versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").is_dir() else []
+    if not shutil.which("pg_ctlcluster") or not versions:
+        unavailable("pg_ctlcluster (to restart PostgreSQL)")
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", action],
+                   check=True, capture_output=True, timeout=60)
+
+
+def test_a_postgresql_restart_is_an_error_then_the_watcher_catches_up(
+        make_db: Callable[[str], Db], ledger: Ledger, watch: Callable[[SqlSource], SqlWatcher]) -> None:
+    db = make_db("postgresql")
+    _create(db)
+    watcher = watch(_source(db))
+    assert watcher.scan().changed == 3
+    _pg_ctl("stop")
+    try:
+        report = watcher.poll()
+        assert report.errors == 1 and report.deleted == 0, "a database that is down is not 'everything deleted'"
+        assert watcher.error is not None
+        assert {s["name"]: s for s in ledger.status()["sources"]}["crm"]["error"] == watcher.error
+    finally:
+        _pg_ctl("start")
+    # pg_ctlcluster start returns once the server accepts connections
+    db.run("UPDATE {tickets} SET status = 'closed', updated_at = :t WHERE ticket_id = 12", t=LATER)
+    recovered = watcher.poll()
+    assert (recovered.changed, recovered.errors) == (1, 0) and watcher.error is None
+    assert {s["name"]: s for s in ledger.status()["sources"]}["crm"]["error"] is None
