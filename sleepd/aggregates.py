@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
@@ -31,9 +31,22 @@ from sleepd.settings import FileSource, Source
 if TYPE_CHECKING:
     from sleepd.ledger import Ledger
 
-__all__ = ["AGGREGATE_PREFIX", "AggregateInput", "AggregatePlan", "InputRecord", "access_groups",
-           "intersect_access", "is_aggregate", "is_test_path", "live_inputs", "plan_aggregates",
-           "plan_for", "read_records", "refresh_aggregates"]
+__all__ = [
+    "AGGREGATE_PREFIX",
+    "AggregateInput",
+    "AggregatePlan",
+    "InputRecord",
+    "access_groups",
+    "intersect_access",
+    "is_aggregate",
+    "is_test_path",
+    "live_inputs",
+    "plan_aggregates",
+    "plan_for",
+    "read_records",
+    "refresh_aggregates",
+    "split_rows",
+]
 
 #: keys of synthetic items; watchers never list them, so a rescan never deletes them as missing
 AGGREGATE_PREFIX = "@aggregate/"
@@ -237,3 +250,20 @@ def read_records(ledger: Ledger, item_ids: Sequence[int], kinds: Sequence[str] |
         spans = tuple((str(e["path"]), int(e["start_line"]), int(e["end_line"])) for e in json.loads(evidence))
         out.append(InputRecord(path, kind, title, text, spans))
     return sorted(out, key=lambda r: (r.path, r.evidence[0][1] if r.evidence else 0, r.kind))
+
+
+_Row = TypeVar("_Row")
+
+
+def split_rows(rows: list[_Row], text_of: Callable[[_Row], str], cap: int, header: str) -> list[list[_Row]]:
+    """Rows cut into parts whose header and lines stay within ``cap`` characters, lines kept whole
+    (a part holds at least one row, however long)."""
+    parts: list[list[_Row]] = [[]]
+    size = len(header)
+    for row in rows:
+        if parts[-1] and size + len(text_of(row)) + 1 > cap:
+            parts.append([])
+            size = len(header)
+        parts[-1].append(row)
+        size += len(text_of(row)) + 1
+    return parts

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sleepd.aggregates import InputRecord
+from sleepd.aggregates import InputRecord, split_rows
 from sleepd.records import Draft, Evidence, RecordKind
 
 __all__ = ["FIELDS", "PORTFOLIO_CHARS", "portfolio"]
@@ -89,14 +89,7 @@ def portfolio(cards: Sequence[InputRecord], source: str) -> list[Draft]:
                          _evidence(field, card.path, parsed, first)))
     header = (f"Contract portfolio of source {source}: {len(cards)} contracts, one line per contract per field "
               f"(contract | field | value).")
-    parts: list[list[tuple[str, str, list[Evidence]]]] = [[]]
-    size = len(header)
-    for row in rows:
-        if parts[-1] and size + len(row[1]) + 1 > PORTFOLIO_CHARS:
-            parts.append([])
-            size = len(header)
-        parts[-1].append(row)
-        size += len(row[1]) + 1
+    parts = split_rows(rows, lambda row: row[1], PORTFOLIO_CHARS, header)
     drafts = []
     for i, part in enumerate(parts):
         fields = list(dict.fromkeys(f for f, _, _ in part))

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sleepd.aggregates import InputRecord, is_test_path
+from sleepd.aggregates import InputRecord, is_test_path, split_rows
 from sleepd.records import Draft, Evidence, RecordKind
 from workers.enrich.code import module_name
 
@@ -328,14 +328,7 @@ def test_map(graph: CodeGraph, records: Sequence[InputRecord]) -> list[Draft]:
 
 
 def _split(header: str, rows: list[tuple[str, Evidence]], path: str) -> list[Draft]:
-    parts: list[list[tuple[str, Evidence]]] = [[]]
-    size = len(header)
-    for row in rows:
-        if parts[-1] and size + len(row[0]) + 1 > TEST_MAP_CHARS:
-            parts.append([])
-            size = len(header)
-        parts[-1].append(row)
-        size += len(row[0]) + 1
+    parts = split_rows(rows, lambda row: row[0], TEST_MAP_CHARS, header)
     return [Draft(RecordKind.TEST_MAP, "\n".join([header, *(r for r, _ in part)]), tuple(e for _, e in part),
                   title=f"Test map: {path}" + (f" ({i + 1}/{len(parts)})" if len(parts) > 1 else ""))
             for i, part in enumerate(parts)]
