@@ -503,6 +503,8 @@ class Ledger:
                 src = s.get(SourceRow, source)
                 if src is not None:
                     s.delete(src)
+                # an sql source's stored watermarks: one added again must start with a full diff
+                _delete_where(s, MetaRow, col(MetaRow.key).like(f"sql_watermark:{source}:%"))
         return receipt, record_ids
 
     def status(self, settings: Settings | None = None) -> dict[str, Any]:

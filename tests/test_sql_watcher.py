@@ -643,6 +643,9 @@ def test_watermarks_survive_a_restart(backend: str, make_db: Callable[[str], Db]
     assert due.seen == 3, "a full diff that is due runs at start"
     other = watch(replace(source, name="crm2"))
     assert other.scan().seen == 3, "no stored marks: a full diff"
+    ledger.purge(source="crm")  # a purged source added again starts over with a full diff
+    assert ledger.get_meta("sql_watermark:crm:tickets") is None
+    assert ledger.get_meta("sql_watermark:crm2:tickets") is not None
 
 
 def test_the_password_comes_from_an_environment_variable(make_db: Callable[[str], Db], ledger: Ledger,
