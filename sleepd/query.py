@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sleepd import defaults
+from sleepd.aggregates import is_test_path
 from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest
@@ -109,12 +110,6 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in words - _STOP)
 
 
-def _is_test_path(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name.startswith("test_") or name.endswith(("_test.py", ".test.ts", ".spec.ts", "_test.go")) or any(
-        part in ("tests", "test", "__tests__", "spec") for part in path.split("/")[:-1])
-
-
 def _keyword_score(query_terms: frozenset[str], row: RecordRow) -> float:
     if not query_terms:
         return 0.0
@@ -161,7 +156,7 @@ class QueryEngine:
         wants_tests = bool(terms & {"test", "tests", "fixture"})
         scored = sorted(
             ((dense[r.id] + KEYWORD_WEIGHT * _keyword_score(terms, r) + KIND_PRIOR.get(r.kind, 0.0)
-              - (TEST_PENALTY if not wants_tests and _is_test_path(r.path) else 0.0), r)
+              - (TEST_PENALTY if not wants_tests and is_test_path(r.path) else 0.0), r)
              for r in rows), key=lambda pair: -pair[0])
         result = self._pack(text, limit, scored, items)
         self.ledger.log_query(QueryLogRow(
