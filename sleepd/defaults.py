@@ -43,6 +43,8 @@ QUEUE = "sleepd"
 EMBED_DIM = 384
 #: embedding backend: onnx (onnxruntime, ~4 ms a query on one thread) when it works, else torch
 EMBED_BACKEND = "auto"
+#: the backends embed_backend accepts (settings checks the name without loading a model)
+EMBED_BACKENDS = ("auto", "onnx", "torch")
 #: the ONNX export of the model, made once from the local weights, when no sleepd home is given
 MODEL_CACHE = "~/.cache/sleepd/models"
 #: files never worth indexing, whatever the include globs say

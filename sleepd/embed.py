@@ -28,7 +28,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 #: texts embedded per forward pass; 32 measured best on 2 cores
 BATCH = 32
 #: values of the embed_backend setting
-BACKENDS = ("auto", "onnx", "torch")
+BACKENDS = defaults.EMBED_BACKENDS
 
 Vectors = npt.NDArray[np.float32]
 

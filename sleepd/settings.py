@@ -256,9 +256,6 @@ _SCALARS: dict[str, type] = {
     "llm_price_per_1k_output": float,
 }
 
-#: sleepd.embed.BACKENDS, repeated so settings does not import the model module
-_EMBED_BACKENDS = ("auto", "onnx", "torch")
-
 
 def _str_list(key: str, raw: Any) -> tuple[str, ...]:
     if isinstance(raw, str):
@@ -575,9 +572,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(raw_sources, list):
         raise ConfigError(f"Config 'sources' has value {raw_sources!r}. Use [[sources]] tables.")
     _check_llm(values)
-    if values.get("embed_backend", defaults.EMBED_BACKEND) not in _EMBED_BACKENDS:
+    if values.get("embed_backend", defaults.EMBED_BACKEND) not in defaults.EMBED_BACKENDS:
         raise ConfigError(f"Config 'embed_backend' has value {values['embed_backend']!r}. "
-                          f"Supported: {', '.join(repr(b) for b in _EMBED_BACKENDS)}.")
+                          f"Supported: {', '.join(repr(b) for b in defaults.EMBED_BACKENDS)}.")
     sources = tuple(_source(i, raw, base) for i, raw in enumerate(raw_sources))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
