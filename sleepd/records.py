@@ -45,6 +45,8 @@ class RecordKind(str, Enum):
     PORTFOLIO = "portfolio"
     #: a source at a glance: item counts, languages, top-level layout
     SOURCE_OVERVIEW = "source_overview"
+    #: likely questions about one item, each with its answer from the item and the lines it cites
+    QUESTIONS = "questions"
     #: LLM layer: a natural-language summary of one item, with checked evidence spans
     SUMMARY = "summary"
     #: LLM layer: a question likely to be asked about the item, with its answer and evidence

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import textwrap
 from itertools import pairwise
 from pathlib import Path
@@ -51,9 +52,16 @@ def assert_evidence_exact(text: str, drafts: list[Draft]) -> None:
     lines = text.splitlines()
     assert drafts
     for draft in drafts:
-        assert len(draft.evidence) == 1
+        for ev in draft.evidence:
+            assert 1 <= ev.start_line <= ev.end_line <= len(lines), (draft.title, ev)
+        if draft.kind is RecordKind.QUESTIONS:  # likely questions: every answer names the span it cites
+            cited = {m for m in re.findall(r"\((\S+), lines? (\d+)(?:-(\d+))?\)", draft.text)}
+            assert {(e.path, str(e.start_line), "" if e.end_line == e.start_line else str(e.end_line))
+                    for e in draft.evidence} == cited, draft.title
+            continue
+        # a summary cites the whole file first, and then (prose) the lines of its sentences
+        assert len(draft.evidence) == 1 or draft.kind is RecordKind.FILE_SUMMARY
         ev = draft.evidence[0]
-        assert 1 <= ev.start_line <= ev.end_line <= len(lines), (draft.title, ev)
         lines_in_span = span(text, draft)
         if draft.kind is RecordKind.SYMBOL:
             def_line = int(draft.meta["def_line"])
@@ -433,8 +441,9 @@ def test_rst_headings_and_plain_text_and_chunks() -> None:
     assert [d.title for d in enrich_docs("doc.rst", rst)] == ["Title | Part A | Part B"]  # merged
     plain = "\n\n".join(f"Paragraph {i}. " + "text " * 80 for i in range(6))
     sections = enrich_text("notes.txt", plain)
-    assert len(sections) > 1
-    assert all(d.kind is RecordKind.SECTION and d.title == "notes.txt" for d in sections)
+    assert [d.kind for d in sections[-2:]] == [RecordKind.FILE_SUMMARY, RecordKind.QUESTIONS]  # its digest
+    assert len(sections) > 3
+    assert all(d.kind is RecordKind.SECTION and d.title == "notes.txt" for d in sections[:-2])
     wall = "\n".join(f"log line {i} " + "x" * 40 for i in range(200))
     chunks = enrich_text("server.log", wall)
     assert len(chunks) > 1 and all(d.kind is RecordKind.CHUNK for d in chunks)

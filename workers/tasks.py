@@ -40,7 +40,7 @@ __all__ = ["PIPELINE_VERSION", "TASK_NAME", "enrich_items", "enrich_pending", "p
 log = logging.getLogger("sleepd.worker")
 
 #: changes when an enricher or the model changes, so memory is re-made lazily
-PIPELINE_VERSION = f"det-4/{MODEL_NAME}"
+PIPELINE_VERSION = f"det-5/{MODEL_NAME}"
 TASK_NAME = "sleepd.enrich_items"
 #: bytes looked at for NUL to call a file binary (what git and grep do)
 BINARY_SNIFF = 8192

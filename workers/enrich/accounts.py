@@ -15,6 +15,8 @@ query source's result does, the first is the account and the rest are related ro
 * FLAGS (when any): rows open a long time, refunds, several payment methods used, cancellations,
   deliveries to another address; each flag cites its rows.
 * ROW: each related row in full (an order with its items, fulfilments and payments).
+* QUESTIONS: likely questions with their answers (how to reach the customer, how they pay, where each
+  table's rows stand, each open row's state, refunds), each answer citing its rows.
 
 Evidence is ``Evidence("orders:#W2378156", 1, 1)``: table and row id (see :class:`Evidence`).
 Nothing here knows a particular schema: columns are recognised by common names (``*name*``,
@@ -33,6 +35,7 @@ from typing import Any
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.settings import SqlTable
 from sleepd.sqlrows import row_id
+from workers.enrich.digest import QA, qa_draft
 
 __all__ = ["enrich_account"]
 
@@ -40,6 +43,8 @@ __all__ = ["enrich_account"]
 OPEN_TOO_LONG_DAYS = 14
 #: related rows listed in the brief before "and N more"
 BRIEF_ROWS = 40
+#: open rows asked about one by one in the likely questions
+QA_OPEN_ROWS = 5
 #: states of a row that is still open
 OPEN_STATES = frozenset({"pending", "processing", "processed", "open", "new", "on hold", "awaiting", "in progress"})
 _CONTACT = re.compile(r"email|phone|mobile|address|street|city|state|province|zip|postal|country", re.I)
@@ -103,7 +108,44 @@ def enrich_account(path: str, text: str) -> list[Draft]:
     if flags is not None:
         drafts.append(flags)
     drafts += [_row_record(account, row) for row in related]
-    return drafts
+    qa = qa_draft(account, _likely_questions(who, root, related, listed, {**rows, tables[0].name: root_rows[1:]}),
+                  {"account": str(root.values.get(root.table.key))})
+    return drafts + ([qa] if qa else [])
+
+
+def _likely_questions(who: str, root: _Row, related: list[_Row], tables: list[SqlTable],
+                      rows: Mapping[str, list[_Row]]) -> list[QA]:
+    """What support asks about an account, answered from its rows."""
+    pairs = []
+    contact = [f"{k} {_flat(v)}" for k, v in root.values.items() if _CONTACT.search(k) and _present(v)]
+    if contact:
+        pairs.append(QA(f"How do I reach {who}, and where do they live?", "; ".join(contact), root.cite))
+    methods = [v for k, v in root.values.items() if _METHOD.search(k) and _present(v)]
+    used = sorted({m for r in related for m in _methods_used(r)})
+    if methods or used:
+        on_file = _flat(methods[0]) if methods else ""
+        answer = "; ".join(p for p in (f"on file: {on_file}" if on_file else "",
+                                       f"used: {', '.join(used)}" if used else "") if p)
+        pairs.append(QA(f"Which payment methods does {who} have?", answer[:400], root.cite))
+    for table in tables:
+        table_rows = rows[table.name]
+        if table_rows:
+            noun = table.name.replace("_", " ")
+            if any(r.status for r in table_rows):
+                listed = "; ".join(f"{r.id} {r.status or 'no state'}" for r in table_rows[:BRIEF_ROWS])
+                question = f"What {noun} does {who} have, and where does each stand?"
+            else:
+                listed = "; ".join(_summary(r)[:120] for r in table_rows[:BRIEF_ROWS])
+                question = f"What {noun} does {who} have?"
+            pairs.append(QA(question, f"{len(table_rows)} {noun}: {listed}", table_rows[0].cite))
+    for row in [r for r in related if (r.status or "").lower() in OPEN_STATES][:QA_OPEN_ROWS]:
+        pairs.append(QA(f"What is the status of {row.table.name.rstrip('s')} {row.id}?", _summary(row)[:400],
+                        row.cite))
+    refunds = _refunds(related)
+    if refunds:
+        pairs.append(QA(f"Has {who} been refunded?", "; ".join(f"{r.id} {_flat(t)}" for r, t in refunds)[:400],
+                        refunds[0][0].cite))
+    return pairs
 
 
 # -- the brief --------------------------------------------------------------------------------

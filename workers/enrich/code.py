@@ -6,6 +6,9 @@
   tokens. Evidence: from the leading comment or decorators to the last line.
 * one ``FILE_SUMMARY``: module docstring or header comment, imports, top-level signatures (classes
   with member names). Evidence: the whole file.
+* one ``QUESTIONS`` of likely questions about the module (what it is for; what its main public classes
+  and functions do and how they are called), answered from docstrings and signatures, each
+  pointing at the symbol's lines (:func:`workers.enrich.digest.qa_draft`).
 
 A syntax error, no grammar, > :data:`MAX_LINES` lines or minified text (mean line > :data:`MAX_AVG_LINE`)
 give line ``CHUNK`` windows instead, ``meta["fallback"]`` saying why. Never raises on text; no I/O.
@@ -25,6 +28,7 @@ import tree_sitter_language_pack as tslp
 from tree_sitter import Language, Node, Parser
 
 from sleepd.records import Draft, Evidence, RecordKind
+from workers.enrich.digest import QA, qa_draft, split_sentences
 from workers.enrich.docs import chunk_lines, fit_text, trim_lines
 
 __all__ = ["EXTENSIONS", "MAX_AVG_LINE", "MAX_ERROR_RATIO", "MAX_LINES", "SUMMARY_TOKENS", "SYMBOL_TOKENS",
@@ -41,6 +45,8 @@ SYMBOL_TOKENS = 350
 SUMMARY_TOKENS = 400
 _CHARS = 4  # ~chars per token; sizing only
 _DOC_LINES = 60
+#: public symbols a module's QUESTIONS record asks about (documented ones first, then classes, then size)
+_QA_SYMBOLS = 6
 _SHORT_BODY = 15  # a body this many lines or fewer is worth quoting whole
 
 # Per grammar, "role: node types; ...". A "class" is recorded and entered (members get qualified names);
@@ -399,4 +405,34 @@ def enrich_code(path: str, text: str, grammar: str | None = None) -> list[Draft]
                             title=f"{module}.{sym.name}" if module else sym.name, meta=meta))
     if not symbols:  # a script or a config module: its statements are the content, keep them findable
         drafts.extend(chunk_lines(path, text))
-    return drafts
+    qa = qa_draft(module or path, _likely_questions(ctx, root, symbols), {"language": grammar, "module": module})
+    return drafts + ([qa] if qa else [])
+
+
+def _first_sentence(doc: str) -> str:
+    found = split_sentences(doc.splitlines())
+    return found[0].text if found else ""
+
+
+def _likely_questions(ctx: _Ctx, root: Node, symbols: list[_Symbol]) -> list[QA]:
+    """What a reader asks of a module: what it is for, and per main public symbol what it does."""
+    pairs = []
+    name = module_name(ctx.path) or ctx.path
+    if purpose := _first_sentence(_header_doc(root, ctx)):
+        pairs.append(QA(f"What is {name} for?", purpose, Evidence(ctx.path, 1, len(ctx.lines))))
+    public = [s for s in symbols if not any(p.startswith("_") for p in s.name.split("."))
+              and (s.top or s.doc) and s.kind != "scope"]
+    public.sort(key=lambda s: (not s.doc, s.kind != "class", -(s.end - s.start)))
+    for sym in sorted(public[:_QA_SYMBOLS], key=lambda s: s.start):
+        what = _first_sentence(sym.doc)
+        if sym.kind == "class":
+            members = ", ".join(m for m in sym.members if not m.startswith("_"))[:200]
+            answer = " ".join(p for p in (what, f"Members: {members}." if members else "") if p)
+            question = f"What is {sym.name} in {name} for?"
+        else:
+            answer = f"{sym.signature.strip()}" + (f" — {what}" if what else "")
+            question = f"What does {sym.name} in {name} do and how is it called?"
+        if answer:
+            pairs.append(QA(question, fit_text([answer], 300).replace("\n", " "),
+                            Evidence(ctx.path, sym.start, sym.end)))
+    return pairs

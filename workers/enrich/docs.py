@@ -8,6 +8,10 @@
   path repeated in each window); short adjacent sections are merged up to ~300 tokens.
 * plain text with paragraphs gives ``SECTION`` windows of grouped paragraphs, titled by the path.
 * text with no structure at all gives ``CHUNK`` windows of ~250 tokens (:func:`chunk_lines`).
+* a prose document of some length also gets a digest (:mod:`workers.enrich.digest`): one
+  ``FILE_SUMMARY`` (title, outline of headings, an extractive summary and key facts, each
+  sentence with its line) and one ``QUESTIONS`` record of likely questions, one per section heading,
+  answered by the section's opening sentences and pointing at the section.
 
 Every record's evidence is exact: ``text.splitlines()[start - 1:end]`` is the span it came from.
 A line longer than a whole window is cut into pieces that all cite that one line.
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from sleepd.records import Draft, Evidence, RecordKind
+from workers.enrich.digest import QA, key_facts, qa_draft, question_for_heading, split_sentences, summarise
 
 __all__ = ["CHUNK_TOKENS", "SECTION_TOKENS", "approx_tokens", "chunk_lines", "doc_format", "enrich_docs",
            "fit_text", "trim_lines"]
@@ -29,6 +34,12 @@ __all__ = ["CHUNK_TOKENS", "SECTION_TOKENS", "approx_tokens", "chunk_lines", "do
 SECTION_TOKENS = 300
 #: target size of a CHUNK record, in approximate tokens
 CHUNK_TOKENS = 250
+#: a document with fewer words than this is its own summary: no digest
+DIGEST_MIN_WORDS = 150
+#: sentences in a digest's summary, key facts, and questions in its QUESTIONS record
+SUMMARY_SENTENCES = 4
+KEY_FACTS = 6
+LIKELY_QUESTIONS = 8
 # ~4 characters per token for English and code: close enough to budget by, and free to compute.
 _CHARS_PER_TOKEN = 4
 
@@ -364,15 +375,71 @@ def enrich_docs(path: str, text: str, budget: int = SECTION_TOKENS) -> list[Draf
     fmt = doc_format(path)
     headings = _headings(lines, fmt)
     max_chars = budget * _CHARS_PER_TOKEN
+    sections = _heading_sections(lines, headings) if headings else []
     if headings:
         parts: list[_Part] = []
-        for start, end, heading_path in _heading_sections(lines, headings):
+        for start, end, heading_path in sections:
             # leave room for the heading path each window repeats (a floor, for absurdly long paths)
             room = max(max_chars - len(_title([heading_path], path)) - 2, max_chars // 2)
             parts.extend(_section_parts(lines, start, end, heading_path, room))
-        return _drafts(path, _merge(parts, max_chars, path), fmt)
-    # count paragraphs without cutting big ones, so one huge paragraph still counts as one
-    if len(_blocks(lines, 0, len(lines) - 1, len(text) + 1)) < 2:
-        # one paragraph (or a wall of lines): nothing to be section-aware about
+        drafts = _drafts(path, _merge(parts, max_chars, path), fmt)
+    elif len(_blocks(lines, 0, len(lines) - 1, len(text) + 1)) < 2:
+        # one paragraph (or a wall of lines; counted without cutting big ones): nothing to be section-aware about
         return chunk_lines(path, text)
-    return _drafts(path, _section_parts(lines, 0, len(lines) - 1, (), max_chars - len(path) - 2), fmt)
+    else:
+        drafts = _drafts(path, _section_parts(lines, 0, len(lines) - 1, (), max_chars - len(path) - 2), fmt)
+    if fmt == "data" or len(text.split()) < DIGEST_MIN_WORDS:
+        return drafts
+    return drafts + _digest(path, lines, sections, fmt)
+
+
+def _doc_title(path: str, lines: list[str], sections: list[tuple[int, int, tuple[str, ...]]]) -> str:
+    named = [p for _, _, p in sections if p]
+    if named and len(named[0]) == 1:
+        return named[0][0][:120]
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _outline(sections: list[tuple[int, int, tuple[str, ...]]], max_chars: int = 600) -> str:
+    """Headings of the top two levels, "A (B; C) | D", cut to ``max_chars``."""
+    tops: dict[str, list[str]] = {}
+    for _, _, heading_path in sections:
+        if heading_path:
+            children = tops.setdefault(heading_path[0], [])
+            if len(heading_path) == 2:
+                children.append(heading_path[1])
+    parts = [f"{top} ({'; '.join(kids)})" if kids else top for top, kids in tops.items()]
+    return fit_text([" | ".join(parts)], max_chars).replace("\n", " ")
+
+
+def _digest(path: str, lines: list[str], sections: list[tuple[int, int, tuple[str, ...]]], fmt: str) -> list[Draft]:
+    """The document's FILE_SUMMARY (outline, summary, key facts) and its QUESTIONS record of likely questions."""
+    title = _doc_title(path, lines, sections)
+    sentences = split_sentences(lines)
+    summary = summarise(sentences, SUMMARY_SENTENCES)
+    facts = key_facts(sentences, KEY_FACTS, skip=summary)
+    if not summary:
+        return []
+    rows = [f"{path}: {title}"]
+    if len(sections) > 1:
+        rows.append(f"Outline: {_outline(sections)}")
+    rows.append("Summary:")
+    rows.extend(f"- {s.text} (line {s.start_line})" for s in summary)
+    if facts:
+        rows.append("Key facts:")
+        rows.extend(f"- {s.text} (line {s.start_line})" for s in facts)
+    cited = [Evidence(path, s.start_line, s.end_line) for s in sorted([*summary, *facts], key=lambda s: s.start_line)]
+    drafts = [Draft(RecordKind.FILE_SUMMARY, "\n".join(rows), (Evidence(path, 1, len(lines)), *cited),
+                    f"{title}: summary", {"format": fmt})]
+    pairs = [QA(f"What is {title} about?", summary[0].text, Evidence(path, summary[0].start_line,
+                                                                       summary[0].end_line))]
+    for start, end, heading_path in sections:
+        if len(pairs) > LIKELY_QUESTIONS or not heading_path or heading_path == (title,):
+            continue
+        opening = split_sentences(lines, start + 1, end + 1)[:2]
+        question = question_for_heading(heading_path[-1], title)
+        if opening and question:
+            answer = fit_text([" ".join(s.text for s in opening)], 280).replace("\n", " ")
+            pairs.append(QA(question, answer, Evidence(path, start + 1, end + 1)))
+    qa = qa_draft(title, pairs, {"format": fmt})
+    return drafts + ([qa] if qa else [])
