@@ -248,10 +248,14 @@ def check() -> None:
 
 @cli.command()
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(loglevel: str) -> None:
+@click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="Lower the worker's CPU priority by this much, so queries on the same machine come first.")
+def worker(loglevel: str, nice: int) -> None:
     """Run a Celery worker for S(c) (started by the daemon, or alone for a team)."""
     from workers.app import configure
 
+    if nice:
+        os.nice(nice)
     app = configure(_settings())
     _exit_with_parent()
     app.worker_main(["worker", "--pool=solo", "-Q", defaults.QUEUE, f"--loglevel={loglevel}",

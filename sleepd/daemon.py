@@ -184,7 +184,8 @@ class Daemon:
                         return
                     delay = min(delay * 2, 60.0)
                 env = {**os.environ, **self.settings.child_env(), "SLEEPD_PARENT_PID": str(os.getpid())}
-                self._worker = subprocess.Popen([sys.executable, "-m", "sleepd", "worker"], env=env)
+                self._worker = subprocess.Popen([sys.executable, "-m", "sleepd", "worker", "--nice",
+                                                 str(defaults.WORKER_NICE)], env=env)
             elif time.time() - self.started_at > 60:
                 delay = WORKER_RESTART_SECONDS
             self.stop_event.wait(0.5)

@@ -8,6 +8,8 @@ HOME = ".sleepd"
 CONFIG_NAME = "sleepd.toml"
 #: seconds without a query before the system counts as idle and enrichment may run
 IDLE_SECONDS = 10.0
+#: the embedded worker runs this much nicer than the daemon: a query never waits behind S(c) for CPU
+WORKER_NICE = 10
 #: watchdog events for one path within this window are coalesced into one change
 DEBOUNCE_SECONDS = 0.5
 #: a full rescan catches what inotify missed (overflowed queues, network mounts)

@@ -64,9 +64,9 @@ class VectorIndex(Protocol):
 
     ``delete`` returns how many of the ids were present. ``search`` returns the nearest points
     first; ``access=None`` applies no access filter (admin), otherwise a point must share at least
-    one "access" value with it; ``sources`` restricts the "source" values. An empty ``access`` or
-    ``sources`` matches nothing. ``clear`` removes every point and leaves the index usable;
-    ``close`` releases the folder lock.
+    one "access" value with it; ``sources`` restricts the "source" values and ``items`` the
+    "item_id" values. An empty ``access``, ``sources`` or ``items`` matches nothing. ``clear``
+    removes every point and leaves the index usable; ``close`` releases the folder lock.
     """
 
     def upsert(self, points: Sequence[Point]) -> None: ...
@@ -77,6 +77,7 @@ class VectorIndex(Protocol):
         limit: int,
         access: Sequence[str] | None = None,
         sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
     ) -> list[Hit]: ...
     def count(self) -> int: ...
     def ids(self) -> set[str]: ...
@@ -85,14 +86,16 @@ class VectorIndex(Protocol):
 
 
 def _filter_terms(
-    access: Sequence[str] | None, sources: Sequence[str] | None
-) -> list[tuple[str, list[str]]] | None:
+    access: Sequence[str] | None, sources: Sequence[str] | None, items: Sequence[int] | None = None
+) -> list[tuple[str, list[str] | list[int]]] | None:
     """(field, any-of values) conditions that must all hold; None when nothing can match."""
-    terms = [
-        (name, list(values))
-        for name, values in (("access", access), ("source", sources))
-        if values is not None
-    ]
+    terms: list[tuple[str, list[str] | list[int]]] = []
+    if access is not None:
+        terms.append(("access", list(access)))
+    if sources is not None:
+        terms.append(("source", list(sources)))
+    if items is not None:
+        terms.append(("item_id", list(items)))
     return None if any(not values for _, values in terms) else terms
 
 
@@ -171,8 +174,9 @@ class EdgeIndex:
         limit: int,
         access: Sequence[str] | None = None,
         sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
     ) -> list[Hit]:
-        terms = _filter_terms(access, sources)
+        terms = _filter_terms(access, sources, items)
         if terms is None or limit <= 0:
             return []
         conditions: list[edge.ConditionType] = [
@@ -272,8 +276,9 @@ class QdrantServerIndex:
         limit: int,
         access: Sequence[str] | None = None,
         sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
     ) -> list[Hit]:
-        terms = _filter_terms(access, sources)
+        terms = _filter_terms(access, sources, items)
         if terms is None or limit <= 0:
             return []
         conditions: list[qm.Condition] = [

@@ -21,9 +21,10 @@ from sleepd.settings import Settings
 __all__ = ["build_server"]
 
 INSTRUCTIONS = (
-    "sleepd holds an enriched memory of this team's code and documents. Call `query` with a question and a "
-    "token budget; it returns cited records (path and line span) that fit the budget. Records with "
-    "fresh=false come from a file changed since enrichment and carry its current lines."
+    "sleepd holds an enriched memory of this team's code, documents, contracts and accounts. Call `query` "
+    "with a question and a token budget; it returns a context of cited records (each under a line naming "
+    "its source, item and lines) that fits the budget. Items listed in stale_items changed since enrichment: "
+    "their records carry the current lines."
 )
 
 
@@ -43,13 +44,16 @@ def build_server(settings: Settings) -> MCPServer:
 
     @server.tool()
     def query(q: str, budget: int = defaults.DEFAULT_BUDGET) -> dict[str, Any]:
-        """Answer a question from memory: the most relevant records, with evidence (path, lines),
-        packed into at most `budget` tokens (16 to 65536)."""
+        """Answer a question from memory: the most relevant records, each under a line citing its
+        source, item and lines, as one text of at most `budget` tokens (16 to 65536)."""
         try:
             check_query(q, budget)
         except SleepdError as exc:
             raise ToolError(exc.message) from None
-        return call("POST", "/v1/query", {"q": q, "budget": budget})
+        body = call("POST", "/v1/query", {"q": q, "budget": budget})
+        # the context the budget was spent on, not the API's JSON around it (scores, ids, versions)
+        return {"context": body["context"], "tokens_used": body["tokens_used"], "budget": body["budget"],
+                "stale_items": body["stale_items"]}
 
     @server.tool()
     def status() -> dict[str, Any]:

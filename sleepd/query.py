@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,22 +17,30 @@ from sleepd.aggregates import is_test_path
 from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest
+from sleepd.glossary import expand
 from sleepd.index import VectorIndex
 from sleepd.ledger import Ledger
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
 from sleepd.tokens import Tokenizer
 
-__all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query", "fit"]
+__all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query", "fit", "record_header"]
 
 #: weight of the keyword overlap against the cosine score; identifiers matter in code
 KEYWORD_WEIGHT = 0.3
 #: a small prior by kind: a symbol or section is denser evidence than a whole-file summary
 KIND_PRIOR = {"symbol": 0.02, "section": 0.02, "file_summary": 0.0, "chunk": 0.0, "clause": 0.02,
-              "contract_card": 0.01,
+              "contract_card": 0.01, "questions": 0.01,
               # LLM layer: a pre-computed answer to a likely question is the densest evidence there is
               "summary": 0.01, "qa": 0.03, "relation": 0.01, "risk": 0.02,
               # aggregates: a portfolio line answers a question across contracts at once
               "repo_map": 0.01, "package_summary": 0.01, "test_map": 0.0, "portfolio": 0.03, "source_overview": 0.0}
+#: the question's words that name no item, as a second query over the named items: its weight
+TOPIC_WEIGHT = 1.0
+#: an item is named by a question when this many of its words are in all its candidate records...
+FOCUS_NAME_TERMS = 2
+#: ... of which there are at least this many, among the items of the top this-many rows
+FOCUS_ROWS = 3
+FOCUS_TOP = 3
 #: tests restate the code they exercise; they rank below it unless the question is about tests
 TEST_PENALTY = 0.05
 #: records whose words are kept between queries (keyword scoring was half of a query's time)
@@ -41,6 +50,7 @@ MIN_PARTIAL = 48
 #: stale records are replaced by the current raw lines, at most this many
 RAW_LINES = 80
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+")
+_WORD_OR_PUNCT = re.compile(r"[\w/.-]+")
 _STOP = frozenset([
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "if",
     "in", "is", "it", "of", "on", "or", "the", "this", "to", "what", "when", "where", "which", "who", "why",
@@ -59,6 +69,8 @@ class PackedRecord:
     fresh: bool
     evidence: list[dict[str, Any]]
     title: str = ""
+    #: the line the record is read under in the context (counted in ``tokens_used``)
+    header: str = ""
 
 
 @dataclass
@@ -69,8 +81,14 @@ class QueryResult:
     records: list[PackedRecord] = field(default_factory=list)
     stale_items: list[dict[str, str]] = field(default_factory=list)
 
+    @property
+    def context(self) -> str:
+        """The pack as one text, as an assistant reads it: each record under its header. Its
+        token count is ``tokens_used``, give or take a token where two records meet."""
+        return "\n".join(r.header + r.text for r in self.records)
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"context": self.context}
 
 
 def check_query(q: object, budget: object) -> tuple[str, int]:
@@ -110,13 +128,24 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in words - _STOP)
 
 
-def _keyword_score(query_terms: frozenset[str], row: RecordRow) -> float:
-    if not query_terms:
+def _term_weights(query_terms: frozenset[str], rows: list[RecordRow]) -> dict[str, float]:
+    """Each query term's weight: its inverse document frequency among the candidates. A word every
+    candidate shares (the name of the contract they all come from) does not tell them apart; the
+    word only one of them has (the clause's topic) does."""
+    seen = [_terms(r.title) | _terms(r.text[:4000]) for r in rows]
+    n = len(seen)
+    return {t: math.log((n + 1) / (sum(t in s for s in seen) + 0.5)) for t in query_terms}
+
+
+def _keyword_score(weights: dict[str, float], row: RecordRow) -> float:
+    total = sum(weights.values())
+    if total <= 0:
         return 0.0
     # the title (a symbol's qualified name, a section's heading path) names what the record is
     # about; a long body mentions many words in passing, so it counts for half
-    in_title = len(query_terms & _terms(row.title)) / len(query_terms)
-    in_text = len(query_terms & _terms(row.text[:4000])) / len(query_terms)
+    title, text = _terms(row.title), _terms(row.text[:4000])
+    in_title = sum(w for t, w in weights.items() if t in title) / total
+    in_text = sum(w for t, w in weights.items() if t in text) / total
     return (in_title + in_text) / 2
 
 
@@ -132,6 +161,35 @@ def _raw_region(root: Path | None, path: str, evidence: list[dict[str, Any]]) ->
     start = max(1, int(span["start_line"]))
     end = min(len(lines), int(span["end_line"]), start + RAW_LINES - 1)
     return "\n".join(lines[start - 1:end]) if end >= start else None
+
+
+def _focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow]]) -> tuple[list[int], str] | None:
+    """The items a question names, and what it asks about them; None when it names none.
+
+    An item is named when at least :data:`FOCUS_NAME_TERMS` of the question's words appear in every
+    one of its candidate records (at least :data:`FOCUS_ROWS` of them): a contract's name and
+    parties head each of its clauses, a module's name each of its symbols. The topic is the
+    question without those words (and without stop words)."""
+    by_item: dict[int, list[RecordRow]] = {}
+    for _, row in scored:
+        by_item.setdefault(row.item_id, []).append(row)
+    named: list[int] = []
+    common_words: set[str] = set()
+    for item_id in dict.fromkeys(r.item_id for _, r in scored[:FOCUS_TOP]):
+        rows = by_item[item_id]
+        if len(rows) < FOCUS_ROWS:
+            continue
+        common = frozenset.intersection(*(_terms(r.title) | _terms(r.text[:4000]) for r in rows))
+        if len(terms & common) >= FOCUS_NAME_TERMS:
+            named.append(item_id)
+            common_words |= terms & common
+    return (named, topic) if named and (topic := _topic(text, common_words)) else None
+
+
+def _topic(text: str, name: set[str]) -> str:
+    """``text`` without the words in ``name`` (stemmed terms) and without stop words, in order."""
+    kept = [w for w in _WORD_OR_PUNCT.findall(text) if (t := _terms(w)) and not t <= name]
+    return " ".join(kept)
 
 
 class QueryEngine:
@@ -150,14 +208,20 @@ class QueryEngine:
         vector = self.embedder.encode_one(text)
         hits = self.index.search(vector.tolist(), defaults.CANDIDATES, access=principal.access)
         dense = {h.id: h.score for h in hits}
-        rows, items = self.ledger.current_records(list(dense))
-        rows = [r for r in rows if principal.can_read(json.loads(r.access))]
+        rows, items = self._readable(list(dense), principal)
         terms = _terms(text)
-        wants_tests = bool(terms & {"test", "tests", "fixture"})
-        scored = sorted(
-            ((dense[r.id] + KEYWORD_WEIGHT * _keyword_score(terms, r) + KIND_PRIOR.get(r.kind, 0.0)
-              - (TEST_PENALTY if not wants_tests and is_test_path(r.path) else 0.0), r)
-             for r in rows), key=lambda pair: -pair[0])
+        topical: dict[str, float] = {}
+        focus = _focus(text, terms, self._rank(terms, rows, dense, {}))
+        if focus is not None:
+            # the question names an item: ask again, of that item alone, what it asks about it
+            # (without the name, whose words dominate the question's embedding)
+            item_ids, topic = focus
+            topic_hits = self.index.search(self.embedder.encode_one(expand(topic)).tolist(), defaults.CANDIDATES,
+                                           access=principal.access, items=item_ids)
+            topical = {h.id: h.score for h in topic_hits}
+            more, more_items = self._readable([i for i in topical if i not in dense], principal)
+            rows, items = rows + more, items | more_items
+        scored = self._rank(terms, rows, dense, topical)
         result = self._pack(text, limit, scored, items)
         self.ledger.log_query(QueryLogRow(
             at=time.time(), principal=principal.name, query=text, budget=limit,
@@ -166,10 +230,31 @@ class QueryEngine:
             items=json.dumps(sorted({r.item_id for _, r in scored[:len(result.records)]}))))
         return result
 
+    def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
+        rows, items = self.ledger.current_records(ids)
+        return [r for r in rows if principal.can_read(json.loads(r.access))], items
+
+    @staticmethod
+    def _rank(terms: frozenset[str], rows: list[RecordRow], dense: dict[str, float],
+              topical: dict[str, float]) -> list[tuple[float, RecordRow]]:
+        """Rows by score, best first: cosine to the question (a row found only by the focused search
+        gets the lowest cosine seen), IDF-weighted keyword overlap, a prior by kind, a penalty for
+        tests, and the cosine to the focused topic (the lowest one seen outside the focus)."""
+        weights = _term_weights(terms, rows)
+        wants_tests = bool(terms & {"test", "tests", "fixture"})
+        floor = min(dense.values(), default=0.0)
+        topic_floor = min(topical.values(), default=0.0)
+        return sorted(
+            ((dense.get(r.id, floor) + KEYWORD_WEIGHT * _keyword_score(weights, r) + KIND_PRIOR.get(r.kind, 0.0)
+              + TOPIC_WEIGHT * topical.get(r.id, topic_floor)
+              - (TEST_PENALTY if not wants_tests and is_test_path(r.path) else 0.0), r)
+             for r in rows), key=lambda pair: -pair[0])
+
     def _pack(self, query: str, budget: int, scored: list[tuple[float, RecordRow]],
               items: dict[int, ItemRow]) -> QueryResult:
         result = QueryResult(query=query, budget=budget, tokens_used=0)
         stale: dict[int, ItemRow] = {}
+        cited: set[tuple[str, str]] = set()
         for score, row in scored:
             remaining = budget - result.tokens_used
             if remaining < MIN_PARTIAL // 2:
@@ -181,15 +266,16 @@ class QueryEngine:
             if not fresh:
                 stale[row.item_id] = item
                 body = _raw_region(self.roots.get(row.source), row.path, evidence) or body
-            header = f"[{row.kind}] {row.source}:{_span(row.path, evidence)}\n"
+            header = record_header(row.kind, row.source, row.path, evidence, cited)
             fitted = fit(self.tokenizer, header, body, remaining)
             if fitted is None:
                 continue
             body, cost = fitted
             result.tokens_used += cost
+            cited.add((row.source, row.path))
             result.records.append(PackedRecord(
                 text=body, kind=row.kind, source=row.source, item=row.path, version=row.version,
-                score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title))
+                score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title, header=header))
         result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
         return result
 
@@ -207,7 +293,11 @@ def fit(tokenizer: Tokenizer, header: str, body: str, remaining: int) -> tuple[s
     return (body, cost) if cost <= remaining and body.strip() else None
 
 
-def _span(path: str, evidence: list[dict[str, Any]]) -> str:
-    if not evidence:
-        return path
-    return f"{path}:{evidence[0]['start_line']}-{evidence[0]['end_line']}"
+def record_header(kind: str, source: str, path: str, evidence: list[dict[str, Any]],
+                  cited: set[tuple[str, str]]) -> str:
+    """The line a packed record starts with: kind, source, item and lines; once an item has been
+    cited in full, its later records say "same item" instead of repeating a long path."""
+    lines = f"{evidence[0]['start_line']}-{evidence[0]['end_line']}" if evidence else ""
+    if (source, path) in cited:
+        return f"[{kind}] same item, lines {lines}\n" if lines else f"[{kind}] same item\n"
+    return f"[{kind}] {source}:{path}:{lines}\n" if lines else f"[{kind}] {source}:{path}\n"

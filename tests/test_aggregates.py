@@ -244,6 +244,15 @@ def test_contracts_portfolio_answers_which_contracts_renew(tmp_path: Path, setti
         kinds = [r.kind for r in result.records]
         assert "portfolio" in kinds[:5], kinds
         assert not svc.query("Which contracts renew automatically?", 3000, Principal("bob")).records
+        # a question that names a contract gets that contract's clause first, not its preamble
+        # or another contract's clause of the same kind
+        for question, contract, heading in (
+                ("Which law governs the Distributor Agreement between Snotarator LLC and SMSA Ballinger "
+                 "Acquisition Corp?", CONTRACTS[1], "9.05 Applicable Law"),
+                ("What is the governing law of the Americanphysicianscapitalinc agency agreement?", CONTRACTS[0],
+                 "5 Applicable Law")):
+            first = svc.query(question, 512, ADMIN).records[0]
+            assert (first.item, first.kind) == (contract, "clause") and heading in first.title, (question, first)
     finally:
         svc.close()
         svc.ledger.close()

@@ -90,8 +90,9 @@ def test_query_returns_the_symbol_with_evidence_within_budget(client: TestClient
                     headers=admin)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"query", "budget", "tokens_used", "records", "stale_items"}
+    assert set(body) == {"query", "budget", "tokens_used", "records", "stale_items", "context"}
     assert 0 < body["tokens_used"] <= 512
+    assert body["context"] == "\n".join(rec["header"] + rec["text"] for rec in body["records"])
     first = body["records"][0]
     assert set(first) >= {"text", "kind", "source", "item", "version", "score", "fresh", "evidence"}
     items = [rec["item"] for rec in body["records"][:3]]
@@ -107,10 +108,15 @@ def test_tokens_used_is_a_real_count_and_never_exceeds_the_budget(service: Servi
         body = client.post("/v1/query", json={"q": "progress bar rendering", "budget": budget}, headers=admin).json()
         assert body["tokens_used"] <= budget
         recount = 0
+        cited = set()
         for rec in body["records"]:
             span = rec["evidence"][0]
-            header = f"[{rec['kind']}] {rec['source']}:{rec['item']}:{span['start_line']}-{span['end_line']}\n"
-            recount += tok.count(header + rec["text"])
+            lines = f"{span['start_line']}-{span['end_line']}"
+            # an item's first record names it in full; the next ones say "same item"
+            full = f"[{rec['kind']}] {rec['source']}:{rec['item']}:{lines}\n"
+            assert rec["header"] == (f"[{rec['kind']}] same item, lines {lines}\n" if rec["item"] in cited else full)
+            cited.add(rec["item"])
+            recount += tok.count(rec["header"] + rec["text"])
         assert recount == body["tokens_used"]
     assert body["records"], "a 2000-token budget returns something"
 

@@ -51,7 +51,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     config = BenchConfig(data=data, out=out, corpora=("contracts", "code", "accounts"), quick=True, contracts=3,
                          per_contract=2, repos=("pallets/click",), max_issues=2, extra_accounts=2,
                          local_code_roots={"pallets/click": tmp_path / "click-repo"}, latency_queries=5,
-                         scale_points=3000, progress=False)
+                         scale_points=3000, idle_files=2, idle_window=3.0, progress=False)
     run_bench(config)
     report = json.loads((out / "report.json").read_text())
     assert set(report["corpora"]) == {"contracts", "code", "accounts"}
@@ -80,6 +80,10 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
         assert set(corpus["goals"]) == {"recall", "latency", "overhead", "fresh"}
     assert report["synthetic_index"]["points"] == 3000
     assert report["peak_rss_mb"] > 0
+    idle = report["idle_awareness"]
+    assert idle["files"] == 2 and idle["first_pass_s"] >= 0
+    for mode in ("always_on", "idle_aware", "idle"):
+        assert idle[mode]["n"] >= 1 and idle[mode]["p50_ms"] > 0, (mode, idle[mode])
     markdown = (out / "report.md").read_text()
     assert "| sleepd |" in markdown and all(f"## {name}" in markdown for name in report["corpora"])
     assert (out / "recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -96,9 +96,18 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
     with (repo / "utils.py").open("a") as fh:
         fh.write('\n\ndef frobnicate_quaternion(q):\n    """Frobnicate a quaternion into a zebra."""\n'
                  '    return q\n')
-    wait_for(lambda: any("frobnicate_quaternion" in r["text"] and r["fresh"]
-                         for r in query(env, "frobnicate a quaternion into a zebra", 512)["records"]),
-             timeout=60, interval=1.0, what="the edit in the next query")
+    seen: list[object] = []
+
+    def shows_edit() -> bool:
+        records = query(env, "frobnicate a quaternion into a zebra", 512)["records"]
+        seen[:] = [(r["title"], r["fresh"]) for r in records]
+        return any("frobnicate_quaternion" in r["text"] and r["fresh"] for r in records)
+
+    try:
+        wait_for(shows_edit, timeout=60, interval=1.0, what="the edit in the next query")
+    except BaseException:  # say what the last query returned and where the item stands
+        print("last query:", seen, "\nstatus:", json.dumps(status(env), indent=1)[:3000])
+        raise
 
     # a delete removes the file's records
     (repo / "NOTES.md").unlink()

@@ -16,11 +16,13 @@ import uvicorn
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 
+from sleepd import defaults
 from sleepd.api import create_app
 from sleepd.auth import create_token
 from sleepd.embed import Embedder
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
+from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
 from tests.helpers import enrich_pending, free_port, wait_for
 
@@ -67,9 +69,10 @@ def test_mcp_query_returns_cited_records(api: tuple[str, str], tmp_path: Path) -
     env = {**os.environ, "SLEEPD_HOME": str(tmp_path / "client-home"), "SLEEPD_API_URL": url, "SLEEPD_TOKEN": token}
     is_error, body = _call(env, "query", {"q": "how do we refund an invoice?", "budget": 200})
     assert not is_error, body
-    assert body["tokens_used"] <= 200
-    first = body["records"][0]
-    assert first["item"] == "billing.py" and first["evidence"][0]["start_line"] == 1
+    assert body["tokens_used"] <= 200 and set(body) == {"context", "tokens_used", "budget", "stale_items"}
+    first_line = body["context"].split("\n")[0]
+    assert first_line.startswith("[") and first_line.split(" ")[1].startswith("repo:billing.py:1-")
+    assert abs(get_tokenizer(defaults.TOKENIZER).count(body["context"]) - body["tokens_used"]) <= 3
     is_error, message = _call(env, "query", {"q": "  ", "budget": 200})
     assert is_error and "non-empty" in message
     is_error, message = _call(env, "refresh", {})  # not an admin token

@@ -15,7 +15,7 @@ import numpy as np
 
 from sleepd.bench.corpora import Snippet
 from sleepd.embed import Embedder, Vectors
-from sleepd.query import MIN_PARTIAL, fit
+from sleepd.query import MIN_PARTIAL, fit, record_header
 from sleepd.tokens import Tokenizer
 
 __all__ = ["CHUNK_OVERLAP", "CHUNK_TOKENS", "TOP_K", "Chunk", "PlainRAG"]
@@ -90,17 +90,20 @@ class PlainRAG:
         least MIN_PARTIAL tokens remain. A cut chunk cites only the lines it still holds."""
         used = 0
         packed: list[Snippet] = []
+        cited: set[tuple[str, str]] = set()
         for i in ranked:
             remaining = budget - used
             if remaining < MIN_PARTIAL // 2:
                 break
             chunk = self.chunks[i]
-            header = f"[chunk] {self.source}:{chunk.path}:{chunk.start_line}-{chunk.end_line}\n"
+            span = [{"start_line": chunk.start_line, "end_line": chunk.end_line}]
+            header = record_header("chunk", self.source, chunk.path, span, cited)
             fitted = fit(self.tokenizer, header, chunk.text, remaining)
             if fitted is None:
                 continue
             body, cost = fitted
             end_line = chunk.end_line if body == chunk.text else chunk.start_line + body.rstrip("\n").count("\n")
             used += cost
+            cited.add((self.source, chunk.path))
             packed.append(Snippet(chunk.path, chunk.start_line, end_line, header + body, "chunk"))
         return packed, used

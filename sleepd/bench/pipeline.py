@@ -159,8 +159,7 @@ def raw_model(ws: Workspace, embedder: Embedder, enrichment: dict[str, Any], sam
 def to_snippet(rec: PackedRecord) -> Snippet:
     """A packed record as the scorer sees it: its first evidence span (what the header cites)."""
     span = rec.evidence[0] if rec.evidence else {"start_line": 0, "end_line": 0}
-    header = f"[{rec.kind}] {rec.source}:{rec.item}:{span['start_line']}-{span['end_line']}\n"
-    return Snippet(rec.item, int(span["start_line"]), int(span["end_line"]), header + rec.text, rec.kind)
+    return Snippet(rec.item, int(span["start_line"]), int(span["end_line"]), rec.header + rec.text, rec.kind)
 
 
 def _edit(path: Path, marker: str) -> None:

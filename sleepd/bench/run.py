@@ -28,6 +28,7 @@ from sleepd import defaults
 from sleepd.auth import create_token
 from sleepd.bench.baseline import CHUNK_OVERLAP, CHUNK_TOKENS, TOP_K, PlainRAG
 from sleepd.bench.corpora import Corpus, Question, load_contracts, recall
+from sleepd.bench.idle import idle_awareness
 from sleepd.bench.latency import fill_index, serve, synthetic_search_latency, timed
 from sleepd.bench.pipeline import ADMIN, Workspace, first_pass, incremental, open_workspace, raw_model, to_snippet
 from sleepd.bench.report import write_reports
@@ -68,6 +69,10 @@ class BenchConfig:
     scale_points: int = SCALE_POINTS
     #: repository -> local folder laid out like it (skips the sdist download; for tests)
     local_code_roots: Mapping[str, Path] | None = None
+    #: files of the first file corpus the idle-awareness daemons enrich (None: 6 quick, else 40),
+    #: and the seconds of questions per mode (None: 10 quick, else 30)
+    idle_files: int | None = None
+    idle_window: float | None = None
     progress: bool = True
 
 
@@ -180,6 +185,14 @@ def bench_corpus(corpus: Corpus, config: BenchConfig, work: Path, embedder: Embe
         ws.close()
 
 
+def _idle(corpus: Corpus, config: BenchConfig, work: Path) -> dict[str, Any]:
+    count = config.idle_files or (6 if config.quick else 40)
+    files = sorted(p for p in corpus.root.rglob("*") if p.is_file())[:count]
+    window = config.idle_window or (10.0 if config.quick else 30.0)
+    return {"corpus": corpus.name, **idle_awareness(files, corpus.profile, [q.text for q in corpus.questions],
+                                                    work, window)}
+
+
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
@@ -224,8 +237,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         shutil.rmtree(work / "synthetic-index", ignore_errors=True)
         report["synthetic_index"] = synthetic_search_latency(work / "synthetic-index", config.scale_points)
         bar.update(task, completed=1, total=1)
-    report["idle_awareness"] = {"measured": False, "note": "not measured yet: needs the daemon's scheduler running a "
-                                "first pass while queries arrive"}
+        file_corpora = [c for c in corpora if c.source is None]
+        if file_corpora:
+            task = bar.add_task("idle awareness: the daemon's first pass under questions", total=None)
+            report["idle_awareness"] = _idle(file_corpora[0], config, work)
+            bar.update(task, completed=1, total=1)
     report["seconds"] = round(time.time() - started, 1)
     report["peak_rss_mb"] = _peak_rss_mb()
     write_reports(report, config.out)
