@@ -45,13 +45,16 @@ class Indexer:
         self.index = index
         self._lock = threading.Lock()
         self._syncs = 0
+        #: the ledger's cursor, read once: this indexer is its only writer (the index folder is
+        #: locked to one process), so a query's sync costs one read, not two
+        self._cursor: int | None = None
         self.last_error: str | None = None
 
     def sync(self) -> int:
         """Apply every event after the cursor. Returns the number of events applied."""
         applied = 0
         with self._lock:
-            cursor = self.ledger.index_cursor()
+            cursor = self._cursor if self._cursor is not None else self.ledger.index_cursor()
             while True:
                 events = self.ledger.events_after(cursor, BATCH)
                 if not events:
@@ -72,6 +75,7 @@ class Indexer:
                 cursor = last
                 self.ledger.set_index_cursor(cursor)
                 applied += len(events)
+            self._cursor = cursor
             self._syncs += 1
             if applied and self._syncs % COMPACT_EVERY == 0:
                 self.ledger.compact_events(cursor)
@@ -93,6 +97,7 @@ class Indexer:
                 total += len(rows)
             # events up to seq are reflected in the records just read; later ones replay safely
             self.ledger.set_index_cursor(seq)
+            self._cursor = seq
             return total
 
     def run(self, stop: threading.Event, tick: float = defaults.INDEXER_TICK) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine, create_engine, delete, event, func
+from sqlalchemy.orm import defer
 from sqlmodel import Session, SQLModel, col, select
 
 from sleepd.aggregates import AGGREGATE_PREFIX
@@ -453,20 +454,26 @@ class Ledger:
         if not ids:
             return [], {}
         with self.read() as s:
-            rows = list(s.exec(select(RecordRow).where(col(RecordRow.id).in_(list(ids)))).all())
+            # without the stored vectors: the query never reads them, and they are most of a row
+            rows = list(s.exec(select(RecordRow).options(defer(RecordRow.embedding))  # type: ignore[arg-type]
+                               .where(col(RecordRow.id).in_(list(ids)))).all())
             item_ids = {r.item_id for r in rows}
             items = {i.id: i for i in s.exec(select(ItemRow).where(col(ItemRow.id).in_(item_ids))).all()}
         live = [r for r in rows if r.item_id in items and items[r.item_id].version == r.version]
         return live, {k: v for k, v in items.items() if k is not None}
 
-    def log_query(self, row: QueryLogRow) -> None:
+    def log_query(self, *rows: QueryLogRow) -> None:
+        """Append query-log rows in one transaction; ``last_query_at`` becomes the latest."""
+        if not rows:
+            return
+        latest = str(max(r.at for r in rows))
         with self.write() as s:
-            s.add(row)
+            s.add_all(rows)
             meta = s.get(MetaRow, "last_query_at")
             if meta is None:
-                s.add(MetaRow(key="last_query_at", value=str(row.at)))
+                s.add(MetaRow(key="last_query_at", value=latest))
             else:
-                meta.value = str(row.at)
+                meta.value = latest
 
     def last_query_at(self) -> float:
         return float(self.get_meta("last_query_at") or 0.0)

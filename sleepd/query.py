@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
+import queue
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +28,8 @@ from sleepd.tokens import Tokenizer
 
 __all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query", "fit", "record_header"]
 
+log = logging.getLogger("sleepd.query")
+
 #: weight of the keyword overlap against the cosine score; identifiers matter in code
 KEYWORD_WEIGHT = 0.3
 #: a small prior by kind: a symbol or section is denser evidence than a whole-file summary
@@ -41,6 +46,8 @@ FOCUS_NAME_TERMS = 2
 #: ... of which there are at least this many, among the items of the top this-many rows
 FOCUS_ROWS = 3
 FOCUS_TOP = 3
+#: query-log rows written per ledger transaction at most
+LOG_BATCH = 256
 #: tests restate the code they exercise; they rank below it unless the question is about tests
 TEST_PENALTY = 0.05
 #: records whose words are kept between queries (keyword scoring was half of a query's time)
@@ -201,6 +208,38 @@ class QueryEngine:
         self.tokenizer = tokenizer
         #: source name -> folder, to read the raw region of an item changed since enrichment
         self.roots = roots or {}
+        # the query log is written by a thread of its own: a ledger commit is not the caller's wait
+        self._log: queue.SimpleQueue[QueryLogRow | threading.Event | None] = queue.SimpleQueue()
+        self._log_thread = threading.Thread(target=self._write_log, name="sleepd-query-log", daemon=True)
+        self._log_thread.start()
+
+    def _write_log(self) -> None:
+        while True:
+            batch = [self._log.get()]
+            while not self._log.empty() and len(batch) < LOG_BATCH:
+                batch.append(self._log.get())
+            rows = [r for r in batch if isinstance(r, QueryLogRow)]
+            try:
+                self.ledger.log_query(*rows)
+            except Exception:  # a full disk must not stop queries; the next batch tries again
+                log.exception("could not write %d query-log rows", len(rows))
+            for marker in batch:
+                if isinstance(marker, threading.Event):
+                    marker.set()
+            if None in batch:
+                return
+
+    def flush_log(self, timeout: float = 10.0) -> None:
+        """Wait until every query answered so far is in the query log."""
+        done = threading.Event()
+        self._log.put(done)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        """Write what is queued for the query log and stop its thread."""
+        if self._log_thread.is_alive():
+            self._log.put(None)
+            self._log_thread.join(timeout=10.0)
 
     def query(self, q: object, budget: object, principal: Principal) -> QueryResult:
         started = time.perf_counter()
@@ -223,7 +262,7 @@ class QueryEngine:
             rows, items = rows + more, items | more_items
         scored = self._rank(terms, rows, dense, topical)
         result = self._pack(text, limit, scored, items)
-        self.ledger.log_query(QueryLogRow(
+        self._log.put(QueryLogRow(
             at=time.time(), principal=principal.name, query=text, budget=limit,
             tokens_used=result.tokens_used, n_records=len(result.records),
             latency_ms=(time.perf_counter() - started) * 1000,

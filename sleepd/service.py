@@ -3,6 +3,7 @@ reindex. One Service holds the ledger, the index and the query engine of one pro
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,9 @@ from sleepd.tokens import get_tokenizer
 
 __all__ = ["Service"]
 
+#: how often the query re-reads where file sources live (to read a changed item's current lines)
+ROOTS_SECONDS = 5.0
+
 
 class Service:
     def __init__(self, settings: Settings, ledger: Ledger, index: VectorIndex,
@@ -29,6 +33,7 @@ class Service:
         self.indexer = Indexer(ledger, index)
         self._embedder = embedder
         self._engine: QueryEngine | None = None
+        self._roots_read = -ROOTS_SECONDS
         #: extra status from the daemon (components, worker, scheduler) when one runs this
         self.extra_status: Callable[[], dict[str, Any]] | None = None
         #: called after refresh so the scheduler does not wait for its next tick
@@ -42,6 +47,8 @@ class Service:
         return cls(settings, ledger, index)
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
         self.index.close()
 
     @property
@@ -49,7 +56,9 @@ class Service:
         if self._engine is None:
             self._engine = QueryEngine(self.ledger, self.index, self._embedder or self.embedder(),
                                        get_tokenizer(self.settings.tokenizer))
-        self._engine.roots = {s.name: s.path for s in self.ledger.sources() if isinstance(s, FileSource)}
+        if time.monotonic() - self._roots_read >= ROOTS_SECONDS:  # not a ledger read per query
+            self._engine.roots = {s.name: s.path for s in self.ledger.sources() if isinstance(s, FileSource)}
+            self._roots_read = time.monotonic()
         return self._engine
 
     def embedder(self) -> Embedder:
@@ -82,6 +91,8 @@ class Service:
         if source is None and pattern is None:
             raise BadRequest("purge needs a source or a path glob")
         self._check_source(source)
+        if self._engine is not None:
+            self._engine.flush_log()  # the query log of queries already answered goes with the items
         receipt, record_ids = self.ledger.purge(source, pattern)
         receipt.index_points = self.indexer.remove(record_ids)
         if pattern is not None:  # aggregates that drew on purged items went too: re-made from what is left
