@@ -138,7 +138,8 @@ def _corpus_md(name: str, c: dict[str, Any], budgets: Sequence[int]) -> list[str
 def markdown(report: dict[str, Any]) -> str:
     budgets = report["budgets"]
     m = report["machine"]
-    lines = ["# sleepd bench", "", f"{'Quick' if report['quick'] else 'Full'} run, {report['seconds']} s. "
+    took = report.get("seconds", "so far")
+    lines = ["# sleepd bench", "", f"{'Quick' if report['quick'] else 'Full'} run, {took} s. "
              f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB, Python {m['python']}, {m['platform']}. "
              f"Embedder {m['embedder']}, tokenizer {m['tokenizer']}.", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
@@ -149,6 +150,8 @@ def markdown(report: dict[str, Any]) -> str:
                      "token-reduction factor"], summary)
     for name, corpus in report["corpora"].items():
         lines += _corpus_md(name, corpus, budgets)
+    if "seconds" not in report:
+        return "\n".join([*lines, "(The run is still going: corpora so far.)", ""])
     s = report["synthetic_index"]
     lines += ["## Search at scale", "", s["how"] + ".", ""]
     lines += _table(["search", "points", "p50 ms", "p99 ms"], [

@@ -233,6 +233,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         corpora = [_load(name, config, work) for name in config.corpora]  # fail fast, before hours of work
         for corpus in corpora:
             report["corpora"][corpus.name] = bench_corpus(corpus, config, work, embedder, bar)
+            write_reports(report, config.out)  # a long run keeps what it measured so far
         task = bar.add_task(f"search latency at {config.scale_points} synthetic points", total=None)
         shutil.rmtree(work / "synthetic-index", ignore_errors=True)
         report["synthetic_index"] = synthetic_search_latency(work / "synthetic-index", config.scale_points)
