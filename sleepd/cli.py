@@ -20,7 +20,6 @@ from sleepd import defaults
 from sleepd.auth import Principal
 from sleepd.errors import SleepdError
 from sleepd.settings import FileSource, Settings, load_settings, source_from_path
-from workers.enrich import PROFILES
 
 __all__ = ["main"]
 
@@ -79,7 +78,7 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(file_okay=False))
-@click.option("--profile", type=click.Choice(PROFILES), default="auto", show_default=True)
+@click.option("--profile", type=click.Choice(defaults.FILE_PROFILES), default="auto", show_default=True)
 @click.option("--access", multiple=True, help="Principals or groups that may read these paths (default: any token).")
 @click.option("--port", type=int, envvar="SLEEPD_API_PORT", help=f"API port (default {defaults.API_PORT}).")
 def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int | None) -> None:
@@ -313,7 +312,7 @@ def sources() -> None:
 @sources.command("add")
 @click.argument("path", type=click.Path(exists=True, file_okay=False), required=False)
 @click.option("--name", help="Source name (default: the folder name, or the root table).")
-@click.option("--profile", type=click.Choice(PROFILES), help="Enrichment profile "
+@click.option("--profile", type=click.Choice(defaults.PROFILES), help="Enrichment profile "
               "(default: auto for a folder, accounts for --sql).")
 @click.option("--access", multiple=True, help="Principals or groups that may read it (default: any token).")
 @click.option("--sql", "sql_url", metavar="URL", envvar="SLEEPD_SQL_URL",

@@ -47,6 +47,10 @@ EMBED_DIM = 384
 EMBED_BACKEND = "auto"
 #: the backends embed_backend accepts (settings checks the name without loading a model)
 EMBED_BACKENDS = ("auto", "onnx", "torch")
+#: enrichment profiles of a files source, of an sql source, and all of them (workers.enrich knows each)
+FILE_PROFILES = ("auto", "code", "docs", "contracts")
+SQL_PROFILES = ("accounts",)
+PROFILES = FILE_PROFILES + SQL_PROFILES
 #: the ONNX export of the model, made once from the local weights, when no sleepd home is given
 MODEL_CACHE = "~/.cache/sleepd/models"
 #: files never worth indexing, whatever the include globs say

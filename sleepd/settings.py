@@ -20,8 +20,6 @@ from sleepd.errors import ConfigError
 __all__ = ["FileSource", "Settings", "Source", "SqlAccessLookup", "SqlSource", "SqlTable", "load_settings",
            "source_from_path", "sql_source"]
 
-PROFILES = ("auto", "code", "docs", "contracts")
-SQL_PROFILES = ("accounts",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: table and column names are spliced into SQL (quoted): plain identifiers only
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
@@ -296,8 +294,8 @@ def _source(index: int, raw: Any, base: Path) -> Source:
 def check_source(source: FileSource, where: str = "source") -> FileSource:
     if not _NAME.match(source.name):
         raise ConfigError(f"Config '{where}.name' has value {source.name!r}. Use letters, digits, '_.-'.")
-    if source.profile not in PROFILES:
-        raise ConfigError(f"Config '{where}.profile' has value {source.profile!r}. One of {PROFILES}.")
+    if source.profile not in defaults.FILE_PROFILES:
+        raise ConfigError(f"Config '{where}.profile' has value {source.profile!r}. One of {defaults.FILE_PROFILES}.")
     if not source.access:
         raise ConfigError(f"Config '{where}.access' is empty: nobody could read this source.")
     return source
@@ -468,8 +466,8 @@ def check_sql_source(source: SqlSource, where: str = "source") -> SqlSource:
     if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
         raise ConfigError(f"Config '{where}.url' has value {_redact(source.url)!r}. "
                           "Supported: sqlite, postgresql, mysql/mariadb.")
-    if source.profile not in SQL_PROFILES:
-        raise ConfigError(f"Config '{where}.profile' has value {source.profile!r}. One of {SQL_PROFILES}.")
+    if source.profile not in defaults.SQL_PROFILES:
+        raise ConfigError(f"Config '{where}.profile' has value {source.profile!r}. One of {defaults.SQL_PROFILES}.")
     if not source.access:
         raise ConfigError(f"Config '{where}.access' is empty: nobody could read this source.")
     if source.db_schema is not None and not _IDENT.match(source.db_schema):

@@ -30,7 +30,6 @@ __all__ = [
     "RowGold",
     "Snippet",
     "SpanGold",
-    "contracts_profile",
     "load_contracts",
     "recall",
 ]
@@ -146,15 +145,6 @@ class Corpus:
     edit: Callable[[str], tuple[str, str]] | None = None
 
 
-def contracts_profile() -> str:
-    """``contracts`` where that enricher exists in this build, else ``docs``."""
-    from sleepd import settings
-    from workers import enrich
-
-    known = set(getattr(settings, "PROFILES", ())) & set(getattr(enrich, "PROFILES", ()))
-    return "contracts" if "contracts" in known else "docs"
-
-
 def _clauses(cell: str) -> list[str]:
     """CUAD stores each clause column as a Python list literal of the clause texts."""
     if not cell.strip():
@@ -213,5 +203,5 @@ def load_contracts(data: Path, work: Path, limit: int | None, per_contract: int,
     notes = [f"{len(rows)} contracts, {len(questions)} questions (up to {per_contract} clause categories per "
              f"contract, drawn with seed {seed}; the columns {', '.join(_NAMING_COLUMNS)} name the contract "
              "in the question and are not asked)"]
-    return Corpus(name="contracts", root=root, profile=contracts_profile(), questions=questions,
+    return Corpus(name="contracts", root=root, profile="contracts", questions=questions,
                   rule=CONTRACT_RULE, notes=notes)

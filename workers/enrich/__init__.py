@@ -12,6 +12,7 @@ a CLAUSE per clause, classified into CUAD categories, and one CONTRACT_CARD); "a
 
 from __future__ import annotations
 
+from sleepd import defaults
 from sleepd.records import Draft
 from workers.enrich.accounts import enrich_account
 from workers.enrich.code import enrich_code, language_for
@@ -20,7 +21,7 @@ from workers.enrich.docs import enrich_docs
 
 __all__ = ["PROFILES", "enrich_text"]
 
-PROFILES = ("auto", "code", "docs", "accounts", "contracts")
+PROFILES = defaults.PROFILES
 
 
 def enrich_text(path: str, text: str, profile: str = "auto") -> list[Draft]:
