@@ -50,6 +50,13 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false")
+    return value
+
+
 def _optional_str(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and (not isinstance(value, str) or not value):
@@ -98,17 +105,15 @@ def create_app(service: Service, health: Health | None = None) -> FastAPI:
     async def post_refresh(request: Request) -> dict[str, Any]:
         principal = _principal(service, request)
         body = await _body(request)
-        force = body.get("force", False)
-        if not isinstance(force, bool):
-            raise BadRequest("'force' must be true or false")
-        return service.refresh(principal, _optional_str(body, "source"), _optional_str(body, "path"), force)
+        return service.refresh(principal, _optional_str(body, "source"), _optional_str(body, "path"),
+                               _flag(body, "force"))
 
     @app.post("/v1/purge")
     async def post_purge(request: Request) -> dict[str, Any]:
         principal = _principal(service, request)
         body = await _body(request)
         return await _threaded(lambda: service.purge(
-            principal, _optional_str(body, "source"), _optional_str(body, "path")))
+            principal, _optional_str(body, "source"), _optional_str(body, "path"), _flag(body, "lift")))
 
     @app.post("/v1/reindex")
     async def post_reindex(request: Request) -> dict[str, Any]:

@@ -158,6 +158,8 @@ def status(as_json: bool) -> None:
     for src in report["sources"]:
         for failure in src["failed"]:
             out.print(f"[red]failed[/red] {src['name']}:{failure['item']}: {failure['error']}")
+        if src.get("purged"):
+            out.print(f"purged {src['name']}: {', '.join(src['purged'])} (not tracked again; `sleepd purge --lift`)")
 
 
 @cli.command()
@@ -201,15 +203,20 @@ def refresh(source: str | None, pattern: str | None, force: bool) -> None:
 @cli.command()
 @click.option("--source", help="Purge a whole source (and forget it).")
 @click.option("--path", "pattern", help="Purge items whose path matches this glob.")
+@click.option("--lift", is_flag=True, help="Undo the exclusion a purge by --path left: the next scan tracks "
+              "those files again.")
 @click.option("--json", "as_json", is_flag=True)
-def purge(source: str | None, pattern: str | None, as_json: bool) -> None:
-    """Remove memory: records, every version, index points and query-log text."""
+def purge(source: str | None, pattern: str | None, lift: bool, as_json: bool) -> None:
+    """Remove memory: records, every version, index points and query-log text. Paths purged by
+    --path stay out of memory (the watchers skip them) until --lift."""
     if source is None and pattern is None:
         raise click.UsageError("give --source or --path (or both)")
+    if lift and pattern is None:
+        raise click.UsageError("--lift needs the --path glob that was purged")
     settings = _settings()
-    result = _call(settings, "POST", "/v1/purge", {"source": source, "path": pattern},
-                   lambda s: s.purge(LOCAL_ADMIN, source, pattern))
-    if as_json:
+    result = _call(settings, "POST", "/v1/purge", {"source": source, "path": pattern, "lift": lift},
+                   lambda s: s.purge(LOCAL_ADMIN, source, pattern, lift))
+    if as_json or lift:
         _print_json(result)
         return
     click.echo(f"purged {result['items']} items: {result['records']} records, {result['versions']} versions, "

@@ -96,6 +96,9 @@ def _make_engine(url: str, immediate: bool) -> Engine:
     return engine
 
 
+#: meta key of the globs purged by path: {source name or "*": [glob, ...]}
+PURGED_META = "purged_paths"
+
 class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -126,11 +129,7 @@ class Ledger:
 
     def set_meta(self, key: str, value: str) -> None:
         with self.write() as s:
-            row = s.get(MetaRow, key)
-            if row is None:
-                s.add(MetaRow(key=key, value=value))
-            else:
-                row.value = value
+            _set_meta(s, key, value)
 
     def audit(self, actor: str, action: str, detail: dict[str, Any]) -> None:
         with self.write() as s:
@@ -182,9 +181,12 @@ class Ledger:
         return {r.key: r for r in rows}
 
     def observe(self, source: str, key: str, content_hash: str, size: int, mtime_ns: int) -> bool:
-        """Record that ``key`` now has ``content_hash``. True when that is a change."""
+        """Record that ``key`` now has ``content_hash``. True when that is a change. A key an
+        admin purged by path is not tracked again (see :meth:`purge`)."""
         now = time.time()
         with self.write() as s:
+            if _purged(s, source, key):
+                return False
             item = s.exec(select(ItemRow).where(ItemRow.source == source, ItemRow.key == key)).first()
             if item is None:
                 item = ItemRow(source=source, key=key, updated_at=now)
@@ -218,6 +220,8 @@ class Ledger:
     def note_item_error(self, source: str, key: str, error: str) -> None:
         """A watcher could not even read an item; shown in status, retried by the next scan."""
         with self.write() as s:
+            if _purged(s, source, key):
+                return
             item = s.exec(select(ItemRow).where(ItemRow.source == source, ItemRow.key == key)).first()
             if item is None:
                 item = ItemRow(source=source, key=key)
@@ -469,11 +473,7 @@ class Ledger:
         latest = str(max(r.at for r in rows))
         with self.write() as s:
             s.add_all(rows)
-            meta = s.get(MetaRow, "last_query_at")
-            if meta is None:
-                s.add(MetaRow(key="last_query_at", value=latest))
-            else:
-                meta.value = latest
+            _set_meta(s, "last_query_at", latest)
 
     def last_query_at(self) -> float:
         return float(self.get_meta("last_query_at") or 0.0)
@@ -483,9 +483,14 @@ class Ledger:
     def purge(self, source: str | None = None, pattern: str | None = None) -> tuple[PurgeReceipt, list[str]]:
         """Remove matching items with every version, record and change, the query-log text
         that drew on them, and (for a whole source) the source itself. Returns the receipt and
-        the record ids whose index points the caller must remove."""
+        the record ids whose index points the caller must remove. A purge by path also stops
+        the watchers tracking matching keys again, until :meth:`lift_purge`."""
         receipt = PurgeReceipt()
         with self.write() as s:
+            if pattern is not None:
+                excluded = _purged_globs(s)
+                excluded[source or "*"] = sorted({*excluded.get(source or "*", []), pattern})
+                _set_meta(s, PURGED_META, json.dumps(excluded))
             items = _matching_items(s, source, pattern)
             if pattern is not None:  # aggregates drew on what goes: they go too, and are re-made
                 touched = {i.source for i in items}
@@ -510,9 +515,30 @@ class Ledger:
                 src = s.get(SourceRow, source)
                 if src is not None:
                     s.delete(src)
+                excluded = _purged_globs(s)
+                if excluded.pop(source, None) is not None:  # a source added again starts with none
+                    _set_meta(s, PURGED_META, json.dumps(excluded))
                 # an sql source's stored watermarks: one added again must start with a full diff
                 _delete_where(s, MetaRow, col(MetaRow.key).like(f"sql_watermark:{source}:%"))
         return receipt, record_ids
+
+    def purged_paths(self) -> dict[str, list[str]]:
+        """Globs purged by path, by source name ("*": every source)."""
+        with self.read() as s:
+            return _purged_globs(s)
+
+    def lift_purge(self, source: str | None, pattern: str) -> int:
+        """Stop excluding ``pattern`` (of ``source``, or of every source); returns 1 if it was
+        excluded, else 0. The next scan tracks its files again."""
+        with self.write() as s:
+            excluded = _purged_globs(s)
+            globs = excluded.get(source or "*", [])
+            if pattern not in globs:
+                return 0
+            globs.remove(pattern)
+            excluded = {k: v for k, v in excluded.items() if v}
+            _set_meta(s, PURGED_META, json.dumps(excluded))
+            return 1
 
     def status(self, settings: Settings | None = None) -> dict[str, Any]:
         """Sources, items by state, the queue, records, index lag; with ``settings`` that configure
@@ -529,6 +555,7 @@ class Ledger:
             n_records = int(s.exec(select(func.count()).select_from(RecordRow)).one())
             last_seq = int(s.exec(select(func.max(IndexEventRow.seq))).one() or 0)
             cursor_row = s.get(MetaRow, "index_cursor")
+            purged = _purged_globs(s)
         by_source: dict[str, Counter[str]] = {}
         aggregates: dict[str, Counter[str]] = {}
         for name, state, agg, n in counts:
@@ -542,6 +569,8 @@ class Ledger:
                 # cross-item records (repository map, portfolio...), counted apart from the files
                 "aggregates": {st.value: aggregates.get(src.name, Counter())[st.value] for st in ItemState},
                 "failed": [{"item": f.key, "error": f.error} for f in failed if f.source == src.name],
+                # globs purged by path: their files are not tracked again until the purge is lifted
+                "purged": sorted({*purged.get(src.name, []), *purged.get("*", [])}),
             } for src in sources],
             "queue": {status: n for status, n in queue},
             "records": n_records,
@@ -571,6 +600,24 @@ def _where(row: SourceRow) -> str | None:
     """A files source's folder, or an sql source's URL without its password."""
     source = _source_from_row(row)
     return str(source.path) if isinstance(source, FileSource) else source.where
+
+
+def _purged_globs(s: Session) -> dict[str, list[str]]:
+    row = s.get(MetaRow, PURGED_META)
+    return dict(json.loads(row.value)) if row else {}
+
+
+def _purged(s: Session, source: str, key: str) -> bool:
+    excluded = _purged_globs(s)
+    return any(fnmatch.fnmatchcase(key, g) for g in [*excluded.get(source, []), *excluded.get("*", [])])
+
+
+def _set_meta(s: Session, key: str, value: str) -> None:
+    row = s.get(MetaRow, key)
+    if row is None:
+        s.add(MetaRow(key=key, value=value))
+    else:
+        row.value = value
 
 
 def _matching_items(s: Session, source: str | None, pattern: str | None) -> list[ItemRow]:

@@ -86,8 +86,19 @@ class Service:
             self.on_refresh()
         return {"queued": queued, "source": source, "path": pattern, "force": force}
 
-    def purge(self, principal: Principal, source: str | None = None, pattern: str | None = None) -> dict[str, Any]:
+    def purge(self, principal: Principal, source: str | None = None, pattern: str | None = None,
+              lift: bool = False) -> dict[str, Any]:
+        """Remove memory (see :meth:`Ledger.purge`); with ``lift``, stop excluding a glob purged
+        before, so the next scan tracks its files again."""
         _require_admin(principal)
+        if lift:
+            if pattern is None:
+                raise BadRequest("lifting a purge needs the path glob that was purged")
+            lifted = self.ledger.lift_purge(source, pattern)
+            if not lifted:
+                raise NotFound(f"no purge of {pattern!r} in {'source ' + repr(source) if source else 'all sources'}")
+            self.ledger.audit(principal.name, "lift_purge", {"source": source, "path": pattern})
+            return {"source": source, "path": pattern, "lifted": lifted}
         if source is None and pattern is None:
             raise BadRequest("purge needs a source or a path glob")
         self._check_source(source)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,19 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
     receipt = json.loads(cli(env, "purge", "--path", "termui.py", "--json").stdout)
     assert receipt["items"] == 1 and receipt["records"] > 0 and receipt["index_points"] == receipt["records"]
     assert all(r["item"] != "termui.py" for r in query(env, "show a progress bar", 2048)["records"])
+    # the purge sticks: an edit of the purged file is not tracked, until the purge is lifted
+    with (repo / "termui.py").open("a") as fh:
+        fh.write("\n# edited after the purge\n")
+    time.sleep(2.0)  # several debounce periods
+    proj = next(s for s in status(env)["sources"] if s["name"] == "proj")
+    assert proj["purged"] == ["termui.py"] and proj["items"]["pending"] == 0
+    lifted = json.loads(cli(env, "purge", "--path", "termui.py", "--lift").stdout)
+    assert lifted["lifted"] == 1
+    (repo / "termui.py").touch()
+    with (repo / "termui.py").open("a") as fh:
+        fh.write("# tracked again\n")
+    wait_for(lambda: any(r["item"] == "termui.py" for r in query(env, "show a progress bar", 2048)["records"]),
+             timeout=90, interval=1.0, what="the lifted file back in memory")
     refreshed = cli(env, "refresh", "--path", "core.py", "--force").stdout
     assert "queued 1 items" in refreshed
 

@@ -164,8 +164,17 @@ def test_purge_removes_everything_and_counts_it(led: Ledger) -> None:
     assert (receipt.items, receipt.records, receipt.versions, receipt.query_log) == (1, 2, 1, 1)
     assert len(record_ids) == 2
     assert set(led.known_items("repo")) == {"docs/b.md"}
+    # a purge by path sticks: the watchers' next observation of a.py (or its read error) is ignored
+    assert not led.observe("repo", "a.py", "h2", 1, 2)
+    led.note_item_error("repo", "a.py", "permission denied")
+    assert set(led.known_items("repo")) == {"docs/b.md"} and led.purged_paths() == {"repo": ["*.py"]}
+    assert led.observe("other", "a.py", "h1", 1, 1)  # another source is not affected
+    assert led.lift_purge("repo", "*.py") == 1 and led.lift_purge("repo", "*.py") == 0
+    assert led.observe("repo", "a.py", "h2", 1, 2)
+    led.purge(None, "secret/**")  # every source
+    assert not led.observe("other", "secret/x.txt", "h", 1, 1)
     receipt, _ = led.purge("repo")
-    assert receipt.items == 1 and led.get_source("repo") is None
+    assert receipt.items == 2 and led.get_source("repo") is None
 
 
 def test_fail_item_records_the_error(led: Ledger) -> None:
