@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -627,6 +628,7 @@ def test_watermarks_survive_a_restart(backend: str, make_db: Callable[[str], Db]
     source = _source(db)
     first = watch(source)
     assert first.scan().seen == 3
+    assert first.rescan().seen == 0, "the periodic rescan diffs only when full_diff_seconds are up"
     db.run("UPDATE {tickets} SET status = 'closed', updated_at = :t WHERE ticket_id = 12", t=LATER)
     assert first.poll().changed == 1
     first.stop()
@@ -639,8 +641,10 @@ def test_watermarks_survive_a_restart(backend: str, make_db: Callable[[str], Db]
     db.run("ALTER TABLE {accounts} ADD COLUMN tier INTEGER")  # the shape changed: every hash may change
     again = watch(source).scan()
     assert (again.seen, again.changed) == (3, 3), "a changed shape means a full diff at start"
-    due = watch(replace(source, full_diff_seconds=0.001)).scan()
-    assert due.seen == 3, "a full diff that is due runs at start"
+    due_watcher = watch(replace(source, full_diff_seconds=0.001))
+    assert due_watcher.scan().seen == 3, "a full diff that is due runs at start"
+    time.sleep(0.01)
+    assert due_watcher.rescan().seen == 3, "and again at the periodic rescan"
     other = watch(replace(source, name="crm2"))
     assert other.scan().seen == 3, "no stored marks: a full diff"
     ledger.purge(source="crm")  # a purged source added again starts over with a full diff

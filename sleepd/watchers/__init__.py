@@ -63,12 +63,14 @@ class Watchers:
         with self._lock:
             return list(self._watchers.values())
 
-    def scan_all(self) -> dict[str, ScanReport]:
-        """Scan every source; one failing source (say, a locked database) does not stop the rest."""
+    def scan_all(self, periodic: bool = False) -> dict[str, ScanReport]:
+        """Scan every source; one failing source (say, a locked database) does not stop the rest.
+        ``periodic``: the rescan loop's pass, where an sql source diffs only when its
+        ``full_diff_seconds`` are up (its own thread polls in between)."""
         reports: dict[str, ScanReport] = {}
         for watcher in self._all():
             try:
-                reports[watcher.source.name] = watcher.scan()
+                reports[watcher.source.name] = watcher.rescan() if periodic else watcher.scan()
             except Exception:
                 log.exception("scan of source %s failed", watcher.source.name)
                 reports[watcher.source.name] = ScanReport(errors=1)
@@ -95,7 +97,7 @@ class Watchers:
         Rescans catch what inotify misses (queue overflow, network mounts, a recreated root)."""
         period = max(self.settings.rescan_seconds, _MIN_RESCAN_SECONDS)
         while not stop.wait(period):
-            self.scan_all()
+            self.scan_all(periodic=True)
 
     def add(self, source: Source) -> ScanReport:
         """Start handling a source at run time (replacing one of the same name): it is watched

@@ -147,6 +147,10 @@ class FileWatcher(FileSystemEventHandler):
         report.notify(self.on_change, self.source.name)
         return report
 
+    def rescan(self) -> ScanReport:
+        """The periodic pass: a full scan (it is what catches what inotify missed)."""
+        return self.scan()
+
     def _root_ok(self) -> bool:
         try:
             is_dir, reason = stat.S_ISDIR(os.stat(self.root).st_mode), "path is not a directory"

@@ -123,6 +123,13 @@ class SqlWatcher:
         report.notify(self.on_change, self.source.name)
         return report
 
+    def rescan(self) -> ScanReport:
+        """The periodic pass: a full diff when ``full_diff_seconds`` are up, else nothing (the
+        watcher's thread polls by watermark in between)."""
+        if time.monotonic() - self._last_full >= self.source.full_diff_seconds:
+            return self.scan()
+        return ScanReport()
+
     def poll(self) -> ScanReport:
         """Re-hash only the items whose rows moved past the watermarks (a full diff instead when
         there is no baseline yet, or when the database just came back)."""
