@@ -13,7 +13,7 @@ import pytest
 
 from sleepd.bench import BUDGETS, BenchConfig, run_bench
 from sleepd.bench.baseline import chunk_text
-from sleepd.bench.corpora import ClauseGold, RowGold, Snippet, SpanGold
+from sleepd.bench.corpora import ClauseGold, ContractGold, RowGold, Snippet, SpanGold
 from sleepd.bench.report import baseline_budget_for, reduction
 from sleepd.bench.swebench import definitions
 from sleepd.datasets import DATA_DIR
@@ -78,6 +78,9 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
         assert corpus["incremental"]["items_reenriched"] == 1, (name, corpus["incremental"])
         assert corpus["incremental"]["seconds_to_fresh_query"] is not None
         assert set(corpus["goals"]) == {"recall", "latency", "overhead", "fresh"}
+    contracts = report["corpora"]["contracts"]
+    assert {q["kind"] for q in contracts["per_question"]} == {"clause", "portfolio"}
+    assert set(contracts["recall_by_kind"]) == {"clause", "portfolio"}
     assert report["synthetic_index"]["points"] == 3000
     assert report["peak_rss_mb"] > 0
     idle = report["idle_awareness"]
@@ -97,6 +100,10 @@ def test_scoring_rules() -> None:
     assert span.found([Snippet("m.py", 8, 20, "def send(self):")])
     assert not span.found([Snippet("m.py", 1, 100, "defines send")])  # a whole-file summary
     assert not span.found([Snippet("m.py", 11, 20, "def send(self):")])
+    contract = ContractGold("a.txt")
+    assert contract.found([Snippet("a.txt", 3, 4, "any clause of it")])
+    assert contract.found([Snippet("@aggregate/portfolio", 1, 1, "Contracts with a Non-Compete clause:\na.txt (lines 3-4)")])
+    assert not contract.found([Snippet("b.txt", 1, 9, "governed by the laws of Nevada")])
     order = RowGold("yusuf_rossi_9620", "#W2378156")
     assert order.found([Snippet("yusuf_rossi_9620", 1, 1, "orders:#W2378156 delivered")])
     assert not order.found([Snippet("mei_kovacs_8020", 1, 1, "orders:#W2378156 delivered")])

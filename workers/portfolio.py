@@ -1,8 +1,13 @@
-"""The contracts portfolio: one line per contract per key field, read from the contract cards.
+"""The contracts portfolio: one line per contract per key field, and an index of the contracts that
+have each kind of clause, read from the contract cards.
 
 Grouped by field (renewal first: the question asked most across a portfolio), so "which contracts renew
 automatically?" reads one block of one record. A table past :data:`PORTFOLIO_CHARS` is split into several
 ``PORTFOLIO`` records, lines kept whole. Each line's evidence is the clause the card points to for it.
+
+The clause index has one ``PORTFOLIO`` record (or several, split the same way) per CUAD category found
+in any contract: "Contracts with a Non-Compete clause (12 of 50)", one line per contract with the
+lines of its clauses, so "which contracts have a non-compete?" is answered by naming them all.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from collections.abc import Sequence
 
 from sleepd.aggregates import InputRecord, split_rows
 from sleepd.records import Draft, Evidence, RecordKind
+from workers.enrich.clause_types import CATEGORIES
 
-__all__ = ["FIELDS", "PORTFOLIO_CHARS", "portfolio"]
+__all__ = ["FIELDS", "PORTFOLIO_CHARS", "clause_index", "portfolio"]
 
 #: one portfolio record holds at most this many characters (about 1,000 tokens)
 PORTFOLIO_CHARS = 4000
@@ -98,4 +104,29 @@ def portfolio(cards: Sequence[InputRecord], source: str) -> list[Draft]:
         drafts.append(Draft(RecordKind.PORTFOLIO, "\n".join([header, *(line for _, line, _ in part)]), evidence,
                             title=f"Contract portfolio: {', '.join(fields)}{numbered}",
                             meta={"fields": ",".join(fields), "contracts": str(len(cards))}))
+    return drafts + clause_index(cards, source)
+
+
+def clause_index(cards: Sequence[InputRecord], source: str) -> list[Draft]:
+    """PORTFOLIO drafts, per CUAD category, naming the contracts whose card lists that category."""
+    cards = sorted((c for c in cards if c.kind == "contract_card" and c.evidence), key=lambda c: c.path)
+    drafts = []
+    for category in (c.name for c in CATEGORIES):
+        rows = []
+        for card in cards:
+            found = _LINES.findall(_card_lines(card.text).get(category, ""))
+            if found:  # ("Parties: A; B" names them: only a line with clause pointers counts)
+                spans = [Evidence(card.path, int(a), int(b)) for a, b in found]
+                rows.append((f"{card.path} (lines {', '.join(f'{a}-{b}' for a, b in found)})", spans))
+        if not rows:
+            continue
+        named = f"Contracts with {'an' if category[0] in 'AEIOU' else 'a'} {category} clause"
+        header = f"{named} ({len(rows)} of {len(cards)} in source {source}):"
+        parts = split_rows(rows, lambda row: row[0], PORTFOLIO_CHARS, header)
+        for i, part in enumerate(parts):
+            numbered = f" ({i + 1}/{len(parts)})" if len(parts) > 1 else ""
+            evidence = tuple(dict.fromkeys(e for _, spans in part for e in spans))
+            drafts.append(Draft(RecordKind.PORTFOLIO, "\n".join([header, *(line for line, _ in part)]), evidence,
+                                title=f"{named}{numbered}",
+                                meta={"category": category, "contracts": str(len(rows))}))
     return drafts

@@ -25,6 +25,7 @@ from sleepd.settings import Source
 __all__ = [
     "CONTRACT_RULE",
     "ClauseGold",
+    "ContractGold",
     "Corpus",
     "Question",
     "RowGold",
@@ -36,7 +37,8 @@ __all__ = [
 
 #: how a contract clause counts as recalled, stated in the report
 CONTRACT_RULE = ("a gold CUAD clause is recalled when >= 50% of its distinct normalised words (lower-cased "
-                 "alphanumeric runs) appear in the packed text that cites the same contract")
+                 "alphanumeric runs) appear in the packed text that cites the same contract; for a portfolio "
+                 "question, a gold contract is recalled when the packed text cites it or names its file")
 #: CUAD columns that name the contract rather than a clause; they make up the question itself
 _NAMING_COLUMNS = ("Document Name", "Parties")
 _WORDS = re.compile(r"[a-z0-9]+")
@@ -108,7 +110,17 @@ class RowGold:
         return any(s.path == self.path and self.row in s.text for s in snippets)
 
 
-Gold = ClauseGold | SpanGold | RowGold
+@dataclass(frozen=True)
+class ContractGold:
+    """A contract a portfolio question's answer must name: cited, or its file named in the text."""
+
+    path: str
+
+    def found(self, snippets: Sequence[Snippet]) -> bool:
+        return any(s.path == self.path or self.path in s.text for s in snippets)
+
+
+Gold = ClauseGold | SpanGold | RowGold | ContractGold
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,8 @@ class Question:
     id: str
     text: str
     gold: tuple[Gold, ...]
+    #: what kind of question, for recall by kind ("clause", "portfolio", ...)
+    kind: str = ""
 
 
 def recall(question: Question, snippets: Sequence[Snippet]) -> float:
@@ -199,9 +213,17 @@ def load_contracts(data: Path, work: Path, limit: int | None, per_contract: int,
         for category in sorted(picked, key=present.index):
             gold = tuple(ClauseGold(row["Filename"], text) for text in _clauses(row[category]))
             questions.append(Question(id=f"{row['Filename']}#{category}",
-                                      text=f"What is the {category} clause of {name}?", gold=gold))
-    notes = [f"{len(rows)} contracts, {len(questions)} questions (up to {per_contract} clause categories per "
-             f"contract, drawn with seed {seed}; the columns {', '.join(_NAMING_COLUMNS)} name the contract "
-             "in the question and are not asked)"]
+                                      text=f"What is the {category} clause of {name}?", gold=gold, kind="clause"))
+    clause_questions = len(questions)
+    for category in categories:  # across the portfolio: every contract that has such a clause
+        having = tuple(ContractGold(row["Filename"]) for row in rows if _clauses(row.get(category, "")))
+        if having:
+            article = "an" if category[0] in "AEIOU" else "a"
+            questions.append(Question(id=f"portfolio#{category}", text=f"Which contracts have {article} {category} "
+                                      "clause?", gold=having, kind="portfolio"))
+    notes = [f"{len(rows)} contracts, {clause_questions} clause questions (up to {per_contract} clause categories "
+             f"per contract, drawn with seed {seed}; the columns {', '.join(_NAMING_COLUMNS)} name the contract "
+             f"in the question and are not asked) and {len(questions) - clause_questions} portfolio questions (one "
+             "per category: which contracts have it; gold: every contract whose CUAD column holds a clause)"]
     return Corpus(name="contracts", root=root, profile="contracts", questions=questions,
                   rule=CONTRACT_RULE, notes=notes)

@@ -93,6 +93,11 @@ def _corpus_md(name: str, c: dict[str, Any], budgets: Sequence[int]) -> list[str
     rows.append(["baseline tokens used (mean)",
                  *(c["recall"]["baseline"][str(b)]["tokens_used_mean"] for b in budgets)])
     lines += ["Evidence recall by token budget:", "", *_table(["system", *map(str, budgets)], rows)]
+    for kind, recall in c.get("recall_by_kind", {}).items():
+        n = sum(1 for q in c["per_question"] if q.get("kind") == kind)
+        kind_rows = [[system, *(f"{recall[system][str(b)]['recall']:.3f}" for b in budgets)]
+                     for system in ("sleepd", "baseline")]
+        lines += [f"Of which {kind} questions ({n}):", "", *_table(["system", *map(str, budgets)], kind_rows)]
     full, red, e, emb = c["full_context"], c["reduction"], c["enrichment"], c["embedding"]
     lines += [f"Full context: {full['tokens']:,} tokens in {full['files']} files "
               f"({full['tokens_per_file_mean']:,} per file). Token-reduction factor (budget the baseline needs for "

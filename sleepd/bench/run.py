@@ -108,7 +108,7 @@ def _recall(ws: Workspace, rag: PlainRAG, embedder: Embedder, bar: Progress) -> 
     rows: list[dict[str, Any]] = []
     for q in questions:
         ranked = rag.ranked(embedder.encode_one(q.text))
-        row: dict[str, Any] = {"id": q.id, "gold": len(q.gold), "sleepd": [], "baseline": [],
+        row: dict[str, Any] = {"id": q.id, "kind": q.kind, "gold": len(q.gold), "sleepd": [], "baseline": [],
                                "sleepd_tokens": [], "baseline_tokens": []}
         for budget in BUDGETS:
             result = ws.service.query(q.text, budget, ADMIN)
@@ -119,8 +119,12 @@ def _recall(ws: Workspace, rag: PlainRAG, embedder: Embedder, bar: Progress) -> 
             row["baseline_tokens"].append(used)
         rows.append(row)
         bar.advance(task)
+    kinds = sorted({r["kind"] for r in rows})
+    by_kind = {kind: {system: {str(b): _summary([r for r in rows if r["kind"] == kind], system, i, b)
+                               for i, b in enumerate(BUDGETS)} for system in ("sleepd", "baseline")}
+               for kind in kinds} if len(kinds) > 1 else {}
     return {system: {str(b): _summary(rows, system, i, b) for i, b in enumerate(BUDGETS)}
-            for system in ("sleepd", "baseline")} | {"questions": rows}
+            for system in ("sleepd", "baseline")} | {"questions": rows, "by_kind": by_kind}
 
 
 def _summary(rows: list[dict[str, Any]], system: str, i: int, budget: int) -> dict[str, Any]:
@@ -177,7 +181,7 @@ def bench_corpus(corpus: Corpus, config: BenchConfig, work: Path, embedder: Embe
             "corpus": corpus.name, "profile": corpus.profile, "root": str(corpus.root), "rule": corpus.rule,
             "notes": corpus.notes, "questions": len(corpus.questions), "full_context": _full_context(ws, tokenizer),
             "enrichment": enrichment, "embedding": raw, "baseline": baseline, "recall": {
-                "sleepd": results["sleepd"], "baseline": results["baseline"]},
+                "sleepd": results["sleepd"], "baseline": results["baseline"]}, "recall_by_kind": results["by_kind"],
             "per_question": results["questions"], "latency": latency, "incremental": inc,
             "peak_rss_mb": _peak_rss_mb(),
         }
