@@ -102,7 +102,8 @@ def test_scoring_rules() -> None:
     assert not span.found([Snippet("m.py", 11, 20, "def send(self):")])
     contract = ContractGold("a.txt")
     assert contract.found([Snippet("a.txt", 3, 4, "any clause of it")])
-    assert contract.found([Snippet("@aggregate/portfolio", 1, 1, "Contracts with a Non-Compete clause:\na.txt (lines 3-4)")])
+    index = "Contracts with a Non-Compete clause (1 of 2):\na.txt (lines 3-4)"
+    assert contract.found([Snippet("@aggregate/portfolio", 1, 1, index)])
     assert not contract.found([Snippet("b.txt", 1, 9, "governed by the laws of Nevada")])
     order = RowGold("yusuf_rossi_9620", "#W2378156")
     assert order.found([Snippet("yusuf_rossi_9620", 1, 1, "orders:#W2378156 delivered")])
