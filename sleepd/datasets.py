@@ -13,23 +13,33 @@ products; see shared/data/README.md) into four tables in any SQLAlchemy database
 Nested lists (an order's items, fulfilments and payments) stay JSON text in their row, as a
 shop's database often keeps them. Every ``user_id`` and ``updated_at`` column is indexed, so
 ``tau2_retail_source`` can poll by watermark.
+
+``load_tau2_airline(url)`` does the same for the airline domain (500 users, 2000 reservations)::
+
+    users(user_id PK, first_name, last_name, email, dob, membership, address JSON,
+          saved_passengers JSON, updated_at)
+    payment_methods(payment_method_id PK, user_id, source, brand, last_four, amount, updated_at)
+    reservations(reservation_id PK, user_id, status, origin, destination, flight_type, cabin,
+                 flights JSON, passengers JSON, payment_history JSON, total_baggages,
+                 nonfree_baggages, insurance, created_at, updated_at)
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Float, MetaData, String, Table, Text, create_engine, insert
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, create_engine, insert
 from sqlalchemy.schema import CreateSchema
 
 from sleepd.settings import SqlSource, SqlTable
 
-__all__ = ["DATA_DIR", "TAU2_RETAIL", "data_dir", "load_tau2_retail", "retail_tables", "tau2_retail_source"]
+__all__ = ["DATA_DIR", "TAU2_AIRLINE", "TAU2_RETAIL", "airline_tables", "data_dir", "load_tau2_airline",
+           "load_tau2_retail", "retail_tables", "tau2_airline_source", "tau2_retail_source"]
 
 
 def data_dir() -> Path:
@@ -43,6 +53,7 @@ def data_dir() -> Path:
 
 DATA_DIR = data_dir()
 TAU2_RETAIL = DATA_DIR / "tau2" / "retail" / "db.json"
+TAU2_AIRLINE = DATA_DIR / "tau2" / "airline" / "db.json"
 #: the loaded rows' updated_at: fixed, so two loads of the same data hash the same
 LOADED_AT = datetime(2025, 1, 1)
 
@@ -106,11 +117,15 @@ def load_tau2_retail(url: str, schema: str | None = None, users: Iterable[str] |
     missing) and fill them, optionally with only some ``users`` and their orders. Existing tables
     of those names are dropped first. Returns rows loaded per table."""
     db = json.loads(path.read_text(encoding="utf-8"))
-    rows = _rows(db, list(users) if users is not None else None)
+    return _load(url, schema, retail_tables, _rows(db, list(users) if users is not None else None))
+
+
+def _load(url: str, schema: str | None, declare: Callable[[MetaData, str | None], dict[str, Table]],
+          rows: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     engine = create_engine(url)
     try:
         metadata = MetaData()
-        tables = retail_tables(metadata, schema)
+        tables = declare(metadata, schema)
         with engine.begin() as conn:
             if schema is not None and engine.dialect.name != "sqlite":
                 conn.execute(CreateSchema(schema, if_not_exists=True))
@@ -130,5 +145,70 @@ def tau2_retail_source(url: str, name: str = "retail", schema: str | None = None
     methods and orders (products are reference data, not part of an account)."""
     tables = (SqlTable("users", "user_id", updated_at="updated_at"),
               SqlTable("orders", "user_id", updated_at="updated_at", id="order_id"),
+              SqlTable("payment_methods", "user_id", updated_at="updated_at", id="payment_method_id"))
+    return SqlSource(name=name, url=url, tables=tables, db_schema=schema, **options)
+
+
+def airline_tables(metadata: MetaData, schema: str | None = None) -> dict[str, Table]:
+    """The three airline tables, declared on ``metadata`` (flights are reference data: left out)."""
+    def stamp() -> Column[Any]:
+        return Column("updated_at", DateTime, nullable=True, index=True)
+
+    return {
+        "users": Table("users", metadata, Column("user_id", String(64), primary_key=True),
+                       Column("first_name", String(128)), Column("last_name", String(128)),
+                       Column("email", String(256)), Column("dob", String(16)), Column("membership", String(32)),
+                       Column("address", Text), Column("saved_passengers", Text), stamp(), schema=schema),
+        "payment_methods": Table("payment_methods", metadata,
+                                 Column("payment_method_id", String(64), primary_key=True),
+                                 Column("user_id", String(64), index=True), Column("source", String(32)),
+                                 Column("brand", String(32)), Column("last_four", String(8)),
+                                 Column("amount", Float), stamp(), schema=schema),
+        "reservations": Table("reservations", metadata, Column("reservation_id", String(16), primary_key=True),
+                              Column("user_id", String(64), index=True), Column("status", String(32)),
+                              Column("origin", String(8)), Column("destination", String(8)),
+                              Column("flight_type", String(16)), Column("cabin", String(32)),
+                              Column("flights", Text), Column("passengers", Text), Column("payment_history", Text),
+                              Column("total_baggages", Integer), Column("nonfree_baggages", Integer),
+                              Column("insurance", String(8)), Column("created_at", String(32)), stamp(),
+                              schema=schema),
+    }
+
+
+def load_tau2_airline(url: str, schema: str | None = None, users: Iterable[str] | None = None,
+                      path: Path = TAU2_AIRLINE) -> dict[str, int]:
+    """Create and fill the airline tables as :func:`load_tau2_retail` does the retail ones."""
+    db = json.loads(path.read_text(encoding="utf-8"))
+    keep = set(users) if users is not None else None
+    rows: dict[str, list[dict[str, Any]]] = {"users": [], "payment_methods": [], "reservations": []}
+    for user in db["users"].values():
+        if keep is not None and user["user_id"] not in keep:
+            continue
+        rows["users"].append({"user_id": user["user_id"], **user["name"], "email": user["email"], "dob": user["dob"],
+                              "membership": user["membership"], "address": json.dumps(user["address"]),
+                              "saved_passengers": json.dumps(user["saved_passengers"]), "updated_at": LOADED_AT})
+        for method in user["payment_methods"].values():
+            rows["payment_methods"].append({
+                "payment_method_id": method["id"], "user_id": user["user_id"], "source": method["source"],
+                "brand": method.get("brand"), "last_four": method.get("last_four"),
+                "amount": method.get("amount"), "updated_at": LOADED_AT})
+    for booking in db["reservations"].values():
+        if keep is not None and booking["user_id"] not in keep:
+            continue
+        rows["reservations"].append({
+            **{k: booking.get(k) for k in ("reservation_id", "user_id", "origin", "destination", "flight_type",
+                                           "cabin", "total_baggages", "nonfree_baggages", "insurance",
+                                           "created_at")},
+            "status": booking.get("status") or "booked",
+            **{k: json.dumps(booking.get(k) or []) for k in ("flights", "passengers", "payment_history")},
+            "updated_at": LOADED_AT})
+    return _load(url, schema, airline_tables, rows)
+
+
+def tau2_airline_source(url: str, name: str = "airline", schema: str | None = None,
+                        **options: Any) -> SqlSource:
+    """One item per airline user: their payment methods and reservations."""
+    tables = (SqlTable("users", "user_id", updated_at="updated_at"),
+              SqlTable("reservations", "user_id", updated_at="updated_at", id="reservation_id"),
               SqlTable("payment_methods", "user_id", updated_at="updated_at", id="payment_method_id"))
     return SqlSource(name=name, url=url, tables=tables, db_schema=schema, **options)

@@ -48,13 +48,13 @@ def _data(tmp_path: Path) -> Path:
 
 def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     data, out = _data(tmp_path), tmp_path / "out"
-    config = BenchConfig(data=data, out=out, corpora=("contracts", "code", "accounts"), quick=True, contracts=3,
-                         per_contract=2, repos=("pallets/click",), max_issues=2, extra_accounts=2,
+    config = BenchConfig(data=data, out=out, corpora=("contracts", "code", "accounts", "airline"), quick=True,
+                         contracts=3, per_contract=2, repos=("pallets/click",), max_issues=2, extra_accounts=2,
                          local_code_roots={"pallets/click": tmp_path / "click-repo"}, latency_queries=5,
                          scale_points=3000, idle_files=2, idle_window=3.0, progress=False)
     run_bench(config)
     report = json.loads((out / "report.json").read_text())
-    assert set(report["corpora"]) == {"contracts", "code", "accounts"}
+    assert set(report["corpora"]) == {"contracts", "code", "accounts", "airline"}
     assert report["budgets"] == list(BUDGETS)
     assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["torch"]
     for name, corpus in report["corpora"].items():

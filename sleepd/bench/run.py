@@ -41,7 +41,7 @@ __all__ = ["BUDGETS", "CORPORA", "BenchConfig", "run_bench"]
 
 #: the token budgets every system is measured at
 BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
-CORPORA = ("contracts", "code", "accounts")
+CORPORA = ("contracts", "code", "accounts", "airline")
 #: 100k points: the size the issue's latency goals are stated at
 SCALE_POINTS = 100_000
 #: the budget latency is measured at
@@ -52,7 +52,7 @@ LATENCY_BUDGET = 1024
 class BenchConfig:
     data: Path
     out: Path
-    corpora: tuple[str, ...] = ("contracts", "code", "accounts")
+    corpora: tuple[str, ...] = CORPORA
     quick: bool = False
     #: sdists are downloaded and unpacked here once
     cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "sleepd-bench")
@@ -85,12 +85,12 @@ def _load(name: str, config: BenchConfig, work: Path) -> Corpus:
         repos = config.repos or (QUICK_REPOS if config.quick else DEFAULT_REPOS)
         issues = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
         return load_code(config.data, work, config.cache, repos, issues, config.local_code_roots)
-    if name == "accounts":
+    if name in ("accounts", "airline"):
         from sleepd.bench.accounts import load_accounts
 
         tasks = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
         extra = config.extra_accounts if config.extra_accounts is not None else (40 if config.quick else None)
-        return load_accounts(config.data, work, tasks, extra)
+        return load_accounts(config.data, work, tasks, extra, domain="retail" if name == "accounts" else name)
     raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA)}.")
 
 

@@ -266,7 +266,8 @@ def _refunds(rows: Iterable[_Row]) -> list[tuple[_Row, dict[str, Any]]]:
 
 
 def _methods_used(row: _Row) -> set[str]:
-    used = {str(v) for k, v in row.values.items() if _METHOD.search(k) and _present(v)}
+    # a payment-method row's own id is a method on file, not one used
+    used = {str(v) for k, v in row.values.items() if _METHOD.search(k) and _present(v) and k != row.table.id}
     for _, tx in _transactions(row):
         used |= {str(v) for k, v in tx.items() if _METHOD.search(k) and _present(v)}
     return used
