@@ -189,7 +189,9 @@ def incremental(ws: Workspace, embedder: Embedder) -> dict[str, Any]:
     outcomes: list[Outcome] = []
     seen_after: list[float] = []
 
-    probe = f"{marker} amendment probe"
+    # the probe names the edited file, as a person asking about their edit does: among 30,000
+    # records a made-up word alone is no match for the dense search (see the README)
+    probe = f"{marker} amendment probe in {Path(key).name}"
 
     def shows_edit() -> bool:
         result = ws.service.query(probe, defaults.DEFAULT_BUDGET, ADMIN)  # syncs the index first
