@@ -46,6 +46,8 @@ FOCUS_NAME_TERMS = 2
 #: ... of which there are at least this many, among the items of the top this-many rows
 FOCUS_ROWS = 3
 FOCUS_TOP = 3
+#: ... and a question whose other words (its topic) are at most this many
+FOCUS_MAX_TOPIC = 12
 #: query-log rows written per ledger transaction at most
 LOG_BATCH = 256
 #: tests restate the code they exercise; they rank below it unless the question is about tests
@@ -176,7 +178,10 @@ def _focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow
     An item is named when at least :data:`FOCUS_NAME_TERMS` of the question's words appear in every
     one of its candidate records (at least :data:`FOCUS_ROWS` of them): a contract's name and
     parties head each of its clauses, a module's name each of its symbols. The topic is the
-    question without those words (and without stop words)."""
+    question without those words (and without stop words). Only a short topic is asked again
+    (at most :data:`FOCUS_MAX_TOPIC` words: "the governing law clause of <a contract's name>"): in
+    a customer's long message or an issue's text the name is a small part, the first embedding
+    already holds the topic, and a second one costs ~10-20 ms for nothing (tau2, SWE-bench)."""
     by_item: dict[int, list[RecordRow]] = {}
     for _, row in scored:
         by_item.setdefault(row.item_id, []).append(row)
@@ -190,7 +195,10 @@ def _focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow
         if len(terms & common) >= FOCUS_NAME_TERMS:
             named.append(item_id)
             common_words |= terms & common
-    return (named, topic) if named and (topic := _topic(text, common_words)) else None
+    topic = _topic(text, common_words) if named else ""
+    if not topic or len(terms - common_words) > FOCUS_MAX_TOPIC:
+        return None
+    return named, topic
 
 
 def _topic(text: str, name: set[str]) -> str:
