@@ -168,9 +168,9 @@ def _edit(path: Path, marker: str) -> None:
         addition = (f"\n\ndef {marker}_probe():\n"
                     f"    \"\"\"Bench probe: return the {marker} marker of this edit.\"\"\"\n"
                     f"    return \"{marker}\"\n")
-    else:
-        addition = (f"\n\nAMENDMENT {marker}. The parties agree that the {marker} amendment sets the notice "
-                    "address for all communications under this agreement.\n")
+    else:  # a section of its own, as an amendment is written
+        addition = (f"\n\nAMENDMENT\n\nThe parties agree that the {marker} amendment sets the notice address for "
+                    "all communications under this agreement.\n")
     with path.open("a", encoding="utf-8") as fh:
         fh.write(addition)
 
