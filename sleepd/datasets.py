@@ -58,28 +58,38 @@ TAU2_AIRLINE = DATA_DIR / "tau2" / "airline" / "db.json"
 LOADED_AT = datetime(2025, 1, 1)
 
 
+def _stamp() -> Column[Any]:
+    return Column("updated_at", DateTime, nullable=True, index=True)
+
+
+def _payment_methods(metadata: MetaData, schema: str | None, money: str) -> Table:
+    """A user's payment methods; ``money`` names the column of a gift card's balance (a voucher's amount)."""
+    return Table("payment_methods", metadata, Column("payment_method_id", String(64), primary_key=True),
+                 Column("user_id", String(64), index=True), Column("source", String(32)), Column("brand", String(32)),
+                 Column("last_four", String(8)), Column(money, Float), _stamp(), schema=schema)
+
+
+def _method_rows(user: dict[str, Any], money: str) -> list[dict[str, Any]]:
+    return [{"payment_method_id": method["id"], "user_id": user["user_id"], "source": method["source"],
+             "brand": method.get("brand"), "last_four": method.get("last_four"), money: method.get(money),
+             "updated_at": LOADED_AT} for method in user["payment_methods"].values()]
+
+
 def retail_tables(metadata: MetaData, schema: str | None = None) -> dict[str, Table]:
     """The four tables, declared on ``metadata``."""
-    def stamp() -> Column[Any]:
-        return Column("updated_at", DateTime, nullable=True, index=True)
-
     return {
         "users": Table("users", metadata, Column("user_id", String(64), primary_key=True),
                        Column("first_name", String(128)), Column("last_name", String(128)),
                        Column("email", String(256)), Column("address1", String(256)), Column("address2", String(256)),
                        Column("city", String(128)), Column("state", String(64)), Column("country", String(64)),
-                       Column("zip", String(32)), stamp(), schema=schema),
-        "payment_methods": Table("payment_methods", metadata,
-                                 Column("payment_method_id", String(64), primary_key=True),
-                                 Column("user_id", String(64), index=True), Column("source", String(32)),
-                                 Column("brand", String(32)), Column("last_four", String(8)),
-                                 Column("balance", Float), stamp(), schema=schema),
+                       Column("zip", String(32)), _stamp(), schema=schema),
+        "payment_methods": _payment_methods(metadata, schema, "balance"),
         "orders": Table("orders", metadata, Column("order_id", String(32), primary_key=True),
                         Column("user_id", String(64), index=True), Column("status", String(64)),
                         Column("address", Text), Column("items", Text), Column("fulfillments", Text),
-                        Column("payment_history", Text), stamp(), schema=schema),
+                        Column("payment_history", Text), _stamp(), schema=schema),
         "products": Table("products", metadata, Column("product_id", String(32), primary_key=True),
-                          Column("name", String(128)), Column("variants", Text), stamp(), schema=schema),
+                          Column("name", String(128)), Column("variants", Text), _stamp(), schema=schema),
     }
 
 
@@ -93,11 +103,7 @@ def _rows(db: dict[str, Any], users: Sequence[str] | None) -> dict[str, list[dic
                              **{k: user["address"].get(k) for k in ("address1", "address2", "city", "state",
                                                                     "country", "zip")},
                              "updated_at": LOADED_AT})
-        for method in user["payment_methods"].values():
-            out["payment_methods"].append({
-                "payment_method_id": method["id"], "user_id": user["user_id"], "source": method["source"],
-                "brand": method.get("brand"), "last_four": method.get("last_four"),
-                "balance": method.get("balance"), "updated_at": LOADED_AT})
+        out["payment_methods"] += _method_rows(user, "balance")
     for order in db["orders"].values():
         if keep is not None and order["user_id"] not in keep:
             continue
@@ -151,26 +157,19 @@ def tau2_retail_source(url: str, name: str = "retail", schema: str | None = None
 
 def airline_tables(metadata: MetaData, schema: str | None = None) -> dict[str, Table]:
     """The three airline tables, declared on ``metadata`` (flights are reference data: left out)."""
-    def stamp() -> Column[Any]:
-        return Column("updated_at", DateTime, nullable=True, index=True)
-
     return {
         "users": Table("users", metadata, Column("user_id", String(64), primary_key=True),
                        Column("first_name", String(128)), Column("last_name", String(128)),
                        Column("email", String(256)), Column("dob", String(16)), Column("membership", String(32)),
-                       Column("address", Text), Column("saved_passengers", Text), stamp(), schema=schema),
-        "payment_methods": Table("payment_methods", metadata,
-                                 Column("payment_method_id", String(64), primary_key=True),
-                                 Column("user_id", String(64), index=True), Column("source", String(32)),
-                                 Column("brand", String(32)), Column("last_four", String(8)),
-                                 Column("amount", Float), stamp(), schema=schema),
+                       Column("address", Text), Column("saved_passengers", Text), _stamp(), schema=schema),
+        "payment_methods": _payment_methods(metadata, schema, "amount"),
         "reservations": Table("reservations", metadata, Column("reservation_id", String(16), primary_key=True),
                               Column("user_id", String(64), index=True), Column("status", String(32)),
                               Column("origin", String(8)), Column("destination", String(8)),
                               Column("flight_type", String(16)), Column("cabin", String(32)),
                               Column("flights", Text), Column("passengers", Text), Column("payment_history", Text),
                               Column("total_baggages", Integer), Column("nonfree_baggages", Integer),
-                              Column("insurance", String(8)), Column("created_at", String(32)), stamp(),
+                              Column("insurance", String(8)), Column("created_at", String(32)), _stamp(),
                               schema=schema),
     }
 
@@ -187,11 +186,7 @@ def load_tau2_airline(url: str, schema: str | None = None, users: Iterable[str] 
         rows["users"].append({"user_id": user["user_id"], **user["name"], "email": user["email"], "dob": user["dob"],
                               "membership": user["membership"], "address": json.dumps(user["address"]),
                               "saved_passengers": json.dumps(user["saved_passengers"]), "updated_at": LOADED_AT})
-        for method in user["payment_methods"].values():
-            rows["payment_methods"].append({
-                "payment_method_id": method["id"], "user_id": user["user_id"], "source": method["source"],
-                "brand": method.get("brand"), "last_four": method.get("last_four"),
-                "amount": method.get("amount"), "updated_at": LOADED_AT})
+        rows["payment_methods"] += _method_rows(user, "amount")
     for booking in db["reservations"].values():
         if keep is not None and booking["user_id"] not in keep:
             continue
