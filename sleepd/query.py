@@ -52,6 +52,8 @@ FOCUS_MAX_TOPIC = 12
 LOG_BATCH = 256
 #: tests restate the code they exercise; they rank below it unless the question is about tests
 TEST_PENALTY = 0.05
+#: keyword scoring reads this much of a record's text
+KEYWORD_CHARS = 4000
 #: records whose words are kept between queries (keyword scoring was half of a query's time)
 TERMS_CACHE = 20_000
 #: a record cut to fit must keep at least this many tokens to be worth including
@@ -137,12 +139,17 @@ def _terms(text: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in words - _STOP)
 
 
+def _record_terms(row: RecordRow) -> frozenset[str]:
+    """The words of a record's title and of the start of its text (what keyword scoring reads)."""
+    return _terms(row.title) | _terms(row.text[:KEYWORD_CHARS])
+
+
 def _term_weights(query_terms: frozenset[str], rows: list[RecordRow]) -> dict[str, float]:
     """Each query word's weight: 1, plus its inverse document frequency among the candidates. A
     word every candidate shares (the name of the contract they all come from) counts less than
     the word only one of them has (the clause's topic), but still counts: a customer's name is
     what picks their account. (Pure IDF weights cost tau2 retail 0.037 of recall at 1,024 tokens.)"""
-    seen = [_terms(r.title) | _terms(r.text[:4000]) for r in rows]
+    seen = [_record_terms(r) for r in rows]
     n = len(seen)
     return {t: 1.0 + math.log((n + 1) / (sum(t in s for s in seen) + 0.5)) for t in query_terms}
 
@@ -154,7 +161,7 @@ def _keyword_score(weights: dict[str, float], row: RecordRow) -> float:
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    title, text = _terms(row.title), _terms(row.text[:4000])
+    title, text = _terms(row.title), _terms(row.text[:KEYWORD_CHARS])
     in_title = sum(w for t, w in weights.items() if t in title) / total
     in_text = sum(w for t, w in weights.items() if t in text) / total
     return (in_title + in_text) / 2
@@ -193,7 +200,7 @@ def _focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow
         rows = by_item[item_id]
         if len(rows) < FOCUS_ROWS:
             continue
-        common = frozenset.intersection(*(_terms(r.title) | _terms(r.text[:4000]) for r in rows))
+        common = frozenset.intersection(*(_record_terms(r) for r in rows))
         if len(terms & common) >= FOCUS_NAME_TERMS:
             named.append(item_id)
             common_words |= terms & common
