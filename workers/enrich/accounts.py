@@ -117,7 +117,7 @@ def _likely_questions(who: str, root: _Row, related: list[_Row], tables: list[Sq
                       rows: Mapping[str, list[_Row]]) -> list[QA]:
     """What support asks about an account, answered from its rows."""
     pairs = []
-    contact = [f"{k} {_flat(v)}" for k, v in root.values.items() if _CONTACT.search(k) and _present(v)]
+    contact = _contact(root.values)
     if contact:
         pairs.append(QA(f"How do I reach {who}, and where do they live?", "; ".join(contact), root.cite))
     methods = [v for k, v in root.values.items() if _METHOD.search(k) and _present(v)]
@@ -153,7 +153,7 @@ def _likely_questions(who: str, root: _Row, related: list[_Row], tables: list[Sq
 def _brief(account: str, root: _Row, related: list[_Row], tables: list[SqlTable],
            rows: Mapping[str, list[_Row]]) -> Draft:
     lines = [f"Account {root.values.get(root.table.key)}: {_who(root.values) or 'name unknown'}"]
-    contact = [f"{k} {_flat(v)}" for k, v in root.values.items() if _CONTACT.search(k) and _present(v)]
+    contact = _contact(root.values)
     if contact:
         lines.append("Contact: " + "; ".join(contact))
     other = [f"{k} {_flat(v)}" for k, v in root.values.items()
@@ -356,6 +356,11 @@ def _describe(value: Any) -> str:
     head = next((str(value[k]) for k in ("name", "title") if _present(value.get(k))), "")
     rest = [f"{k} {_flat(v)}" for k, v in value.items() if k not in ("name", "title") and _present(v)]
     return (head + (" (" + "; ".join(rest) + ")" if rest else "")) if head else "; ".join(rest)
+
+
+def _contact(values: Mapping[str, Any]) -> list[str]:
+    """"email x", "zip y": the account's contact columns that hold something."""
+    return [f"{k} {_flat(v)}" for k, v in values.items() if _CONTACT.search(k) and _present(v)]
 
 
 def _who(values: Mapping[str, Any]) -> str:
