@@ -164,8 +164,13 @@ def test_restart_finds_changes_made_while_stopped(env: dict[str, str], repo: Pat
     (repo / "NOTES.md").write_text("# Notes\n\n## Releases\n\nWe release on Thursdays now.\n")
     second = Running(env, repo, tmp_path / "daemon.log")
     try:
-        wait_for(lambda: any("Thursdays" in r["text"] for r in query(env, "when do we release?", 512)["records"]),
-                 timeout=60, interval=1.0, what="the offline edit found")
+        # wait for the new version itself: the stale fallback already serves the edited text inside
+        # the old record, so seeing "Thursdays" in a query does not mean version 2 is published
+        wait_for(lambda: ledger.known_items("proj")["NOTES.md"].version > versions["NOTES.md"] and settled(env),
+                 timeout=60, interval=0.5, what="the offline edit published")
+        records = query(env, "when do we release?", 2048)["records"]
+        assert any("Thursdays" in r["text"] and r["fresh"] and r["version"] == versions["NOTES.md"] + 1
+                   for r in records if r["item"] == "NOTES.md"), [(r["item"], r["version"]) for r in records]
     finally:
         assert second.stop() == 0
     after = {k: i.version for k, i in ledger.known_items("proj").items()}
