@@ -25,6 +25,7 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
+from sleepd.languages import language_for
 from sleepd.schema import ChangeRow, ChangeStatus, ItemRow, ItemState, RecordRow
 from sleepd.settings import FileSource, Source
 
@@ -144,12 +145,6 @@ def _group_suffix(access: tuple[str, ...], n_groups: int) -> str:
     return "~" + hashlib.sha256(json.dumps(list(access)).encode()).hexdigest()[:10]
 
 
-def _language(key: str) -> str | None:
-    from workers.enrich.code import language_for  # the code enricher owns the extension table
-
-    return language_for(key)
-
-
 def plan_aggregates(source: Source, inputs: Sequence[AggregateInput]) -> dict[str, AggregatePlan]:
     """Every aggregate ``source`` should have for these inputs, by key (pure)."""
     plans: dict[str, AggregatePlan] = {}
@@ -166,7 +161,7 @@ def plan_aggregates(source: Source, inputs: Sequence[AggregateInput]) -> dict[st
         if source.profile == "contracts":
             add(PORTFOLIO, members)
         if isinstance(source, FileSource) and source.profile in CODE_PROFILES:
-            code = [i for i in members if _language(i.key) is not None]
+            code = [i for i in members if language_for(i.key) is not None]
             if code:
                 add(REPO_MAP, code)
             if any(is_test_path(i.key) for i in code) and any(not is_test_path(i.key) for i in code):

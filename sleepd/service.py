@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sleepd import defaults
 from sleepd.aggregates import refresh_aggregates
 from sleepd.auth import Principal
 from sleepd.embed import Embedder, get_embedder
@@ -43,7 +44,7 @@ class Service:
     def open(cls, settings: Settings, ledger: Ledger | None = None) -> Service:
         """A service over the settings' ledger and index (the index folder is locked to us)."""
         ledger = ledger or Ledger(settings.database_url)
-        index = open_index(settings.home, 384, settings.qdrant_url)
+        index = open_index(settings.home, defaults.EMBED_DIM, settings.qdrant_url)
         return cls(settings, ledger, index)
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import cast
 import tree_sitter_language_pack as tslp
 from tree_sitter import Language, Node, Parser
 
+from sleepd.languages import EXTENSIONS, language_for
 from sleepd.records import Draft, Evidence, RecordKind
 from workers.enrich.digest import QA, qa_draft, split_sentences
 from workers.enrich.docs import chunk_lines, fit_text, trim_lines
@@ -86,13 +87,6 @@ _IMPORTS = frozenset({"import_statement", "import_from_statement", "future_impor
 # where the imported name sits; elsewhere it is the statement's text less its keyword
 _IMPORT_FIELD = {"import_statement": "source", "preproc_include": "path", "use_declaration": "argument",
                  "import_spec": "path", "import_from_statement": "module_name"}
-#: extension -> tree-sitter grammar name (as tree_sitter_language_pack 0.13 spells it)
-EXTENSIONS = {ext: g for g, exts in (
-    ("python", "py pyi pyw"), ("javascript", "js mjs cjs jsx"), ("typescript", "ts mts cts"), ("tsx", "tsx"),
-    ("go", "go"), ("java", "java"), ("rust", "rs"), ("ruby", "rb rake"), ("c", "c"), ("csharp", "cs"),
-    ("cpp", "cpp cc cxx h hpp hh hxx"), ("php", "php"), ("kotlin", "kt kts"), ("swift", "swift"),
-    ("scala", "scala sc"), ("bash", "sh bash zsh"), ("lua", "lua")) for ext in exts.split()}
-_SHEBANG = {"python": "python", "node": "javascript", "bash": "bash", "sh": "bash", "ruby": "ruby"}
 _WRAPPERS = frozenset({"decorated_definition", "export_statement", "lexical_declaration", "type_declaration",
                        "variable_declaration", "template_declaration", "ambient_declaration"})
 _FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function", "generator_function"})
@@ -109,15 +103,6 @@ def module_name(path: str) -> str:
     if len(parts) > 1 and parts[0] == "src":
         parts = parts[1:]
     return ".".join(parts[:-1] if parts[-1:] == ["__init__"] else parts)  # a package's __init__ is itself
-
-
-def language_for(path: str, text: str = "") -> str | None:
-    """The grammar for ``path`` by extension, else by a ``#!`` line in ``text``; None if not code."""
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    if "." in name:
-        return EXTENSIONS.get(name.rsplit(".", 1)[-1].lower())
-    words = re.findall(r"[a-z]+", text.partition("\n")[0]) if text.startswith("#!") else []
-    return next((_SHEBANG[w] for w in reversed(words) if w in _SHEBANG), None)
 
 
 @cache
