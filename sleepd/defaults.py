@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-#: where the ledger, index, broker folder and token live unless SLEEPD_HOME says otherwise
-HOME = ".sleepd"
+import platformdirs
+
+#: where the ledger, index, broker folder and token live unless SLEEPD_HOME says otherwise: the
+#: user's data folder (~/.local/share/sleepd on Linux), the same whatever folder a command runs in
+HOME = str(platformdirs.user_data_path("sleepd"))
 #: config file looked for in the working directory, then in the home folder
 CONFIG_NAME = "sleepd.toml"
 #: seconds without a query before the system counts as idle and enrichment may run
