@@ -56,7 +56,8 @@ def admin_router(service: Service) -> APIRouter:
     async def get_audit(request: Request) -> dict[str, Any]:
         _admin(_caller(service, request))
         since = parse_since(_param(request, "since"))
-        limit = _int_param(request, "limit") or defaults.AUDIT_LIMIT
+        limit = _int_param(request, "limit")
+        limit = defaults.AUDIT_LIMIT if limit is None else limit
         entries = await run_in_threadpool(audit_entries, ledger, since, limit, _param(request, "action"))
         return {"since": since, "entries": entries}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ log = logging.getLogger("sleepd.auth")
 _PREFIX = "sk-sleepd-"
 #: hex digits of the hash that name a token: enough to be unique, short enough to type
 ID_LENGTH = 12
+#: a token id as ``revoke`` accepts it: at least 6 hex digits, so a typo cannot name many tokens
+_TOKEN_ID = re.compile(r"[0-9a-f]{6,64}")
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,8 @@ def revoke(ledger: Ledger, name: str, actor: str) -> list[str]:
     now = time.time()
     with ledger.write() as s:
         rows = s.exec(select(TokenRow).where(TokenRow.principal == name)).all()
-        if not rows and len(name) >= 6:  # a prefix this short would name tokens by accident
-            rows = s.exec(select(TokenRow).where(col(TokenRow.hash).startswith(name.lower()))).all()
+        if not rows and _TOKEN_ID.fullmatch(name.lower()):
+            rows = s.exec(select(TokenRow).where(col(TokenRow.hash).startswith(name.lower(), autoescape=True))).all()
         revoked = []
         for row in rows:
             state = s.get(TokenStateRow, row.hash)

@@ -89,7 +89,7 @@ def history(item: str, source: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.argument("item")
-@click.option("--version", type=click.IntRange(min=1), help="Which version (default: the current one).")
+@click.option("--version", type=int, help="Which version (default: the current one).")
 @_source_option
 @_json_option
 def show(item: str, version: int | None, source: str | None, as_json: bool) -> None:
@@ -116,8 +116,8 @@ def show(item: str, version: int | None, source: str | None, as_json: bool) -> N
 
 @click.command()
 @click.argument("item")
-@click.argument("a", type=click.IntRange(min=1))
-@click.argument("b", type=click.IntRange(min=1))
+@click.argument("a", type=int)
+@click.argument("b", type=int)
 @_source_option
 @_json_option
 def diff(item: str, a: int, b: int, source: str | None, as_json: bool) -> None:
@@ -146,7 +146,7 @@ def diff(item: str, a: int, b: int, source: str | None, as_json: bool) -> None:
 @click.command()
 @click.option("--since", help="From this time: 30m, 2h, 7d, an ISO date or time (UTC), or Unix seconds.")
 @click.option("--action", help="Only this action (token.create, token.revoke, token.refused, purge, ...).")
-@click.option("--limit", type=click.IntRange(min=1), default=defaults.AUDIT_LIMIT, show_default=True,
+@click.option("--limit", type=int, default=defaults.AUDIT_LIMIT, show_default=True,
               help="The newest this many entries.")
 @_json_option
 def audit(since: str | None, action: str | None, limit: int, as_json: bool) -> None:

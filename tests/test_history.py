@@ -6,12 +6,17 @@ CLI with no daemon, and one history on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -24,7 +29,7 @@ from sleepd.history import diff_versions, item_history, item_version
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, Source, sql_source
 from sleepd.watchers import Watchers
-from tests.helpers import enrich_pending
+from tests.helpers import enrich_pending, free_port, wait_for
 
 ADMIN = Principal("root", admin=True)
 
@@ -52,8 +57,9 @@ def _sync(service: Service, root: Path, embedder: Embedder, sources: list[Source
 def enriched(tmp_path: Path, make_settings: Callable[..., Settings], embedder: Embedder,
              request: pytest.FixtureRequest) -> Iterator[Service]:
     """docs/notes.md published twice (v1, then v2 with a new section), hr/salaries.md once."""
-    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "guides").mkdir(parents=True)
     (tmp_path / "hr").mkdir()
+    (tmp_path / "docs" / "guides" / "setup guide.md").write_text("# Setup\n\nInstall with pipx, then run it.\n")
     (tmp_path / "docs" / "notes.md").write_text(NOTES_V1)
     (tmp_path / "hr" / "salaries.md").write_text("# Salaries\n\nThe payroll budget is 4.2M.\n")
     on_pg = getattr(request, "param", None) == "postgresql"
@@ -164,6 +170,37 @@ def test_cli_without_daemon(enriched: Service) -> None:
     assert "content changed" in diff and "no longer kept" in diff
     missing = runner.invoke(cli, ["history", "wages.md"], env=env)
     assert missing.exit_code != 0 and isinstance(missing.exception, NotFound)
+    for args, words in ((["show", "notes.md", "--version", "0"], "a version is a number from 1"),
+                        (["diff", "wages.md", "1", "2"], "no item 'wages.md'")):
+        done = subprocess.run([sys.executable, "-m", "sleepd", *args], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=60)
+        assert done.returncode == 2 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_through_a_running_daemon(enriched: Service) -> None:
+    """As a non-admin token: the daemon applies that token's permissions, the CLI's own admin
+    reading of the ledger is not used."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(enriched), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, what="the API server to start")
+        env = {"SLEEPD_HOME": str(enriched.settings.home), "SLEEPD_API_URL": f"http://127.0.0.1:{port}",
+               "SLEEPD_TOKEN": create_token(enriched.ledger, "bob")}
+        runner = CliRunner()
+        nested = runner.invoke(cli, ["history", "guides/setup guide.md", "--json"], env=env)
+        assert nested.exit_code == 0, nested.output
+        assert json.loads(nested.output)["versions"][0]["kinds"]
+        shown = json.loads(runner.invoke(cli, ["show", "notes.md", "--version", "1", "--json"], env=env).output)
+        assert not shown["records_kept"]
+        hidden = runner.invoke(cli, ["show", "hr:salaries.md"], env=env)
+        assert hidden.exit_code != 0 and getattr(hidden.exception, "code", None) == "not_found"
+        audit = runner.invoke(cli, ["audit"], env=env)
+        assert getattr(audit.exception, "code", None) == "forbidden"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("enriched", ["postgresql"], indirect=True)

@@ -91,7 +91,9 @@ def test_revoke_by_id_and_errors(service: Service, api: TestClient) -> None:
 
     assert "no live token" in _assert_error(
         api.post("/v1/tokens/revoke", json={"name": ids[0]}, headers=_bearer(root)), 404, "not_found")
-    _assert_error(api.post("/v1/tokens/revoke", json={"name": "nobody"}, headers=_bearer(root)), 404, "not_found")
+    for name in ("nobody", "______", "%%%%%%", ids[1][:3]):  # no wildcard, no prefix too short to be safe
+        _assert_error(api.post("/v1/tokens/revoke", json={"name": name}, headers=_bearer(root)), 404, "not_found")
+    assert api.get("/v1/status", headers=_bearer(root)).status_code == 200
     _assert_error(api.post("/v1/tokens/revoke", json={"name": ""}, headers=_bearer(root)), 400, "bad_request")
     _assert_error(api.post("/v1/tokens/revoke", content=b"{", headers=_bearer(root)), 400, "bad_request")
     _assert_error(api.post("/v1/tokens/revoke", json={"name": "ci"}, headers=_bearer(second)), 403, "forbidden")
