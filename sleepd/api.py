@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from sleepd import defaults
+from sleepd.api_admin import admin_router
 from sleepd.auth import Principal, authenticate
 from sleepd.errors import BadRequest, SleepdError, Unauthorized, error_body
 from sleepd.service import Service
@@ -120,6 +121,7 @@ def create_app(service: Service, health: Health | None = None) -> FastAPI:
         principal = _principal(service, request)
         return await _threaded(lambda: service.reindex(principal))
 
+    app.include_router(admin_router(service))
     return app
 
 

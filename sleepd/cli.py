@@ -18,6 +18,7 @@ from rich.table import Table
 
 from sleepd import defaults
 from sleepd.auth import Principal
+from sleepd.cli_admin import audit, diff, history, show, token_list, token_revoke
 from sleepd.errors import SleepdError
 from sleepd.settings import FileSource, Settings, load_settings, source_from_path
 
@@ -480,6 +481,12 @@ def llm_estimate(source: str | None, as_json: bool) -> None:
               f"{report['output_tokens_estimate']:,}   cost: {report['cost']:.4f} "
               f"(at {settings.llm_price_per_1k_input}/{settings.llm_price_per_1k_output} per 1k in/out)   "
               f"days at the daily budget: {report['days_at_daily_budget']}")
+
+
+for _command in (history, show, diff, audit):
+    cli.add_command(_command)
+token.add_command(token_list)
+token.add_command(token_revoke)
 
 
 def main() -> None:

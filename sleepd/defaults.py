@@ -94,3 +94,12 @@ LLM_ATTEMPTS = 4
 #: first backoff in seconds, doubled each retry with full jitter, capped at LLM_MAX_BACKOFF_SECONDS
 LLM_BACKOFF_SECONDS = 0.5
 LLM_MAX_BACKOFF_SECONDS = 30.0
+#: a token's last use is written at most this often: a ledger write per request would contend
+#: with the workers' publishes on SQLite for a figure nobody needs to the second
+TOKEN_TOUCH_SECONDS = 60.0
+#: audit rows returned by one `sleepd audit` or GET /v1/audit unless a limit is given
+AUDIT_LIMIT = 200
+#: query latency histogram buckets (seconds): the edge index answers in ms, a cold model in ~1 s
+QUERY_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: tokens-per-pack histogram buckets: the budgets people ask for, 16 to 65,536
+QUERY_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)

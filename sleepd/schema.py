@@ -23,6 +23,7 @@ __all__ = [
     "RecordRow",
     "SourceRow",
     "TokenRow",
+    "TokenStateRow",
     "VersionRow",
 ]
 
@@ -198,3 +199,16 @@ class LlmUsageRow(SQLModel, table=True):
     #: claims dropped because their evidence was not in the source
     dropped: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class TokenStateRow(SQLModel, table=True):
+    """What happened to a token after it was made: when it was last used, when it was revoked.
+    A table of its own so ledgers made before it gain it from create_all (which adds tables,
+    never columns); a token without a row here was never used nor revoked."""
+
+    __tablename__ = "token_state"
+    #: TokenRow.hash
+    hash: str = Field(primary_key=True)
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+    revoked_by: str | None = None

@@ -1,0 +1,195 @@
+"""An item's versions: what was published when, from which content and pipeline, and what its
+records are. Read straight from the ledger (no index, no model), so it answers with or
+without a running daemon.
+
+The ledger keeps every version's row (time, content hash, pipeline version, record count) but
+only the records of the version now published: a new version replaces them in one transaction.
+So the records of an older version, and a diff against one, are reported as no longer kept,
+never guessed."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from sleepd.auth import Principal
+from sleepd.errors import BadRequest, NotFound
+from sleepd.ledger import Ledger
+from sleepd.schema import ItemRow, RecordRow, VersionRow
+from sleepd.settings import Source
+from sleepd.sql_config import SqlSource
+
+__all__ = ["diff_versions", "item_history", "item_version"]
+
+NOT_KEPT = ("the records of version {v} are no longer kept: the ledger keeps only the records of the "
+            "version now published (every version's time, content hash, pipeline and record count stay)")
+
+
+def item_history(ledger: Ledger, principal: Principal, item: str, source: str | None = None) -> dict[str, Any]:
+    """Every version of ``item``, newest first, with which one is current and, where its records
+    are kept, the record count by kind."""
+    with ledger.read() as s:
+        row = _readable_item(s, ledger, principal, item, source)
+        versions = s.exec(select(VersionRow).where(VersionRow.item_id == row.id)
+                          .order_by(col(VersionRow.version).desc())).all()
+        kinds: dict[int, Counter[str]] = {}
+        for version, kind, n in s.exec(select(RecordRow.version, RecordRow.kind, func.count())
+                                       .where(RecordRow.item_id == row.id)
+                                       .group_by(col(RecordRow.version), col(RecordRow.kind))).all():
+            kinds.setdefault(version, Counter())[kind] = n
+    return {**_item_dict(row), "versions": [{
+        **_version_dict(v, row),
+        "kinds": dict(sorted(kinds[v.version].items())) if v.version in kinds else None,
+    } for v in versions]}
+
+
+def item_version(ledger: Ledger, principal: Principal, item: str, version: int | None = None,
+                 source: str | None = None) -> dict[str, Any]:
+    """One version of ``item`` (default: the current one) with its records and their evidence,
+    or ``records_kept: false`` and a note when they are gone."""
+    with ledger.read() as s:
+        row = _readable_item(s, ledger, principal, item, source)
+        number = _version_number(row, version)
+        found = _version_row(s, row, number)
+        records = _records(s, row, number)
+    kept = bool(records) or found.n_records == 0
+    return {**_item_dict(row), "version": _version_dict(found, row), "records_kept": kept,
+            "note": None if kept else NOT_KEPT.format(v=number),
+            "records": [_record_dict(r) for r in records]}
+
+
+def diff_versions(ledger: Ledger, principal: Principal, item: str, a: int, b: int,
+                  source: str | None = None) -> dict[str, Any]:
+    """What changed from version ``a`` to ``b``: the versions' content hash, pipeline and record
+    count, and (when both versions' records are kept) records added, removed and changed,
+    matched by kind and title (the n-th record of one kind and title with the n-th of the other)."""
+    with ledger.read() as s:
+        row = _readable_item(s, ledger, principal, item, source)
+        old, new = _version_row(s, row, a), _version_row(s, row, b)
+        old_records, new_records = _records(s, row, a), _records(s, row, b)
+    report: dict[str, Any] = {
+        **_item_dict(row), "a": _version_dict(old, row), "b": _version_dict(new, row),
+        "content_changed": old.content_hash != new.content_hash,
+        "pipeline_changed": old.pipeline_version != new.pipeline_version,
+        "records_delta": new.n_records - old.n_records,
+    }
+    gone = [v.version for v, recs in ((old, old_records), (new, new_records)) if v.n_records and not recs]
+    if gone:
+        report.update(records_kept=False, note="; ".join(NOT_KEPT.format(v=v) for v in gone),
+                      added=None, removed=None, changed=None)
+        return report
+    before, after = _keyed(old_records), _keyed(new_records)
+    report.update(
+        records_kept=True, note=None,
+        added=[_brief(after[k]) for k in after if k not in before],
+        removed=[_brief(before[k]) for k in before if k not in after],
+        changed=[{**_brief(after[k]), "text_before": before[k].text, "text_after": after[k].text}
+                 for k in after if k in before and _content(before[k]) != _content(after[k])],
+    )
+    return report
+
+
+# -- finding the item -----------------------------------------------------------------------
+
+def _readable_item(s: Session, ledger: Ledger, principal: Principal, item: str, source: str | None) -> ItemRow:
+    """The item named ``item`` (a path, ``source:key`` or ``table:key``) that ``principal`` may
+    read. An item the caller may not read is reported exactly as one that does not exist."""
+    if not item:
+        raise BadRequest("name an item: a path, or SOURCE:KEY (TABLE:KEY for an sql source)")
+    sources = {src.name: src for src in ledger.sources()}
+    candidates = _candidates(s, sources, item, source)
+    readable = [c for c in candidates if _may_read(s, principal, c, sources.get(c.source))]
+    if not readable:
+        where = f" in source {source!r}" if source else ""
+        raise NotFound(f"no item {item!r}{where}")
+    if len(readable) > 1:
+        names = ", ".join(sorted(f"{c.source}:{c.key}" for c in readable))
+        raise BadRequest(f"{item!r} names {len(readable)} items ({names}): give SOURCE:KEY or --source")
+    return readable[0]
+
+
+def _candidates(s: Session, sources: dict[str, Source], item: str, source: str | None) -> list[ItemRow]:
+    query = select(ItemRow).where(ItemRow.key == item)
+    if source is not None:
+        query = query.where(ItemRow.source == source)
+    rows = list(s.exec(query).all())
+    prefix, sep, key = item.partition(":")
+    if rows or not sep or source is not None:
+        return rows
+    # SOURCE:KEY, or TABLE:KEY naming an sql source by its root table
+    names = {prefix} | {n for n, src in sources.items() if isinstance(src, SqlSource) and src.root.name == prefix}
+    return list(s.exec(select(ItemRow).where(col(ItemRow.source).in_(names), ItemRow.key == key)).all())
+
+
+def _may_read(s: Session, principal: Principal, item: ItemRow, source: Source | None) -> bool:
+    """Records carry the access list they were published with; an item without records falls
+    back to its source's list, except where access is per item (an sql access column or lookup):
+    there only an admin sees it."""
+    if principal.admin:
+        return True
+    access = s.exec(select(RecordRow.access).where(RecordRow.item_id == item.id).limit(1)).first()
+    if access is not None:
+        return principal.can_read(json.loads(access))
+    if source is None or (isinstance(source, SqlSource) and (source.access_column or source.access_lookup)):
+        return False
+    return principal.can_read(source.access)
+
+
+# -- reading versions -----------------------------------------------------------------------
+
+def _version_number(item: ItemRow, version: int | None) -> int:
+    if version is None:
+        if item.version < 1:
+            raise NotFound(f"item {item.key!r} has no published version yet (state: {item.state})")
+        return item.version
+    return version
+
+
+def _version_row(s: Session, item: ItemRow, version: int) -> VersionRow:
+    if version < 1:
+        raise BadRequest(f"a version is a number from 1; got {version}")
+    row = s.exec(select(VersionRow).where(VersionRow.item_id == item.id, VersionRow.version == version)).first()
+    if row is None:
+        raise NotFound(f"item {item.key!r} has no version {version} (it has {item.version})")
+    return row
+
+
+def _records(s: Session, item: ItemRow, version: int) -> list[RecordRow]:
+    return list(s.exec(select(RecordRow).where(RecordRow.item_id == item.id, RecordRow.version == version)
+                       .order_by(col(RecordRow.created_at), col(RecordRow.id))).all())
+
+
+def _item_dict(item: ItemRow) -> dict[str, Any]:
+    return {"item": item.key, "source": item.source, "state": item.state, "current_version": item.version,
+            "error": item.error}
+
+
+def _version_dict(v: VersionRow, item: ItemRow) -> dict[str, Any]:
+    return {"version": v.version, "created_at": v.created_at, "content_hash": v.content_hash,
+            "pipeline_version": v.pipeline_version, "status": v.status, "n_records": v.n_records,
+            "current": v.version == item.version and v.status == "published"}
+
+
+def _record_dict(r: RecordRow) -> dict[str, Any]:
+    return {"id": r.id, "kind": r.kind, "title": r.title, "text": r.text, "evidence": json.loads(r.evidence)}
+
+
+def _brief(r: RecordRow) -> dict[str, Any]:
+    return {"id": r.id, "kind": r.kind, "title": r.title}
+
+
+def _content(r: RecordRow) -> tuple[str, str]:
+    return r.text, r.evidence
+
+
+def _keyed(records: list[RecordRow]) -> dict[tuple[str, str, int], RecordRow]:
+    seen: Counter[tuple[str, str]] = Counter()
+    keyed = {}
+    for r in records:
+        seen[(r.kind, r.title)] += 1
+        keyed[(r.kind, r.title, seen[(r.kind, r.title)])] = r
+    return keyed
