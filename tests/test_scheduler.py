@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from sleepd.cli import _scheduler_line, cli
 from sleepd.errors import ConfigError
 from sleepd.ledger import Ledger
 from sleepd.scheduler import Scheduler, SchedulerState
@@ -178,3 +180,20 @@ def test_max_staleness_from_toml_and_environment(tmp_path: Path) -> None:
         load_settings(env)
     with pytest.raises(ConfigError, match=r"'max_staleness_seconds' has value 0\.0"):
         load_settings({**env, "SLEEPD_MAX_STALENESS_SECONDS": "0"})
+
+
+def test_status_shows_the_scheduler_in_words_and_the_queue_as_a_table(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    led = Ledger(f"sqlite:///{home / 'ledger.db'}")
+    _changes(led, "proj", "a.py", "b.py")
+    led.close()
+    done = CliRunner().invoke(cli, ["status"], env={"SLEEPD_HOME": str(home), "SLEEPD_CONFIG": ""},
+                              catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "changes: 2 pending" in done.output and "daemon: not running" in done.output
+    assert "waiting for enrichment" in done.output and "forced in" in done.output
+    assert "{" not in done.output, "no Python dict in the human view"
+    line = _scheduler_line({"state": "waiting_for_idle", "reason": "3 queries in the last 10 s",
+                            "oldest_pending_age_s": 12.2, "forced_in_s": 47.8, "error": None})
+    assert line == ("scheduler: waiting for idle (3 queries in the last 10 s); oldest pending change 12 s old, "
+                    "enriched anyway in 48 s")
