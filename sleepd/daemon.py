@@ -45,6 +45,8 @@ log = logging.getLogger("sleepd.daemon")
 DAEMON_LOCK = "daemon.lock"
 #: held by whoever has the index open (the daemon, or one CLI command while no daemon runs)
 INDEX_LOCK = "index.lock"
+#: a daemon lock still held after this long belongs to another daemon, not to a CLI probe
+DAEMON_LOCK_PROBE_SECONDS = 1.0
 
 
 class HomeLock:
@@ -94,8 +96,9 @@ class HomeLock:
 
 
 def take_daemon_lock(home: Path) -> HomeLock:
-    """The home's daemon lock, or an error when another daemon has it."""
-    lock = HomeLock.try_take(home / DAEMON_LOCK)
+    """The home's daemon lock, or an error when another daemon has it. A CLI command probing
+    the lock (:meth:`HomeLock.held`) holds it for an instant: that is waited out, a daemon is not."""
+    lock = HomeLock.wait(home / DAEMON_LOCK, DAEMON_LOCK_PROBE_SECONDS)
     if lock is None:
         raise Unavailable(f"another sleepd daemon already runs with home {home}")
     return lock

@@ -67,8 +67,10 @@ class Running:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
+    # the load rule is off (test_scheduler tests it): a shared CI machine's load must not decide here
     return {**os.environ, "SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_API_PORT": str(free_port()),
-            "SLEEPD_IDLE_SECONDS": "1", "SLEEPD_DEBOUNCE_SECONDS": "0.3", "SLEEPD_MAX_FILE_BYTES": "200000"}
+            "SLEEPD_IDLE_SECONDS": "1", "SLEEPD_DEBOUNCE_SECONDS": "0.3", "SLEEPD_MAX_FILE_BYTES": "200000",
+            "SLEEPD_BUSY_LOAD_PER_CORE": "1000"}
 
 
 @pytest.fixture
@@ -291,6 +293,9 @@ def test_a_query_at_start_up_waits_for_the_daemon(env: dict[str, str], tmp_path:
             wait_for(lambda proc=run: proc.poll() is not None or cli(env, "check", check=False).returncode == 0,
                      timeout=120, interval=0.5, what="daemon healthy")
             assert run.poll() is None, (tmp_path / f"daemon-{attempt}.log").read_text()
+            if attempt == 0:  # a second daemon on the same home stops at once, saying why
+                second = cli(env, "run", str(repo), check=False)
+                assert second.returncode == 2 and "another sleepd daemon already runs" in second.stderr
         finally:
             if run.poll() is None:
                 run.send_signal(signal.SIGTERM)
