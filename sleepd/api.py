@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from sleepd import defaults
@@ -95,38 +96,40 @@ def create_app(service: Service, health: Health | None = None) -> FastAPI:
         _principal(service, request)
         return service.status()
 
+    # Every handler that touches the ledger runs in the thread pool: on SQLite a write can wait up
+    # to the busy timeout for the lock, and on the event loop that wait would stall /health and
+    # every other request. Only reading the body stays on the loop.
     @app.post("/v1/query")
     async def post_query(request: Request) -> dict[str, Any]:
-        principal = _principal(service, request)
+        principal = await run_in_threadpool(_principal, service, request)
         body = await _body(request)
         return await _threaded(lambda: service.query(
             body.get("q"), body.get("budget", defaults.DEFAULT_BUDGET), principal).as_dict())
 
     @app.post("/v1/refresh")
     async def post_refresh(request: Request) -> dict[str, Any]:
-        principal = _principal(service, request)
+        principal = await run_in_threadpool(_principal, service, request)
         body = await _body(request)
-        return service.refresh(principal, _optional_str(body, "source"), _optional_str(body, "path"),
-                               _flag(body, "force"))
+        return await _threaded(lambda: service.refresh(
+            principal, _optional_str(body, "source"), _optional_str(body, "path"),
+            _flag(body, "force")))
 
     @app.post("/v1/purge")
     async def post_purge(request: Request) -> dict[str, Any]:
-        principal = _principal(service, request)
+        principal = await run_in_threadpool(_principal, service, request)
         body = await _body(request)
         return await _threaded(lambda: service.purge(
-            principal, _optional_str(body, "source"), _optional_str(body, "path"), _flag(body, "lift")))
+            principal, _optional_str(body, "source"), _optional_str(body, "path"),
+            _flag(body, "lift")))
 
     @app.post("/v1/reindex")
-    async def post_reindex(request: Request) -> dict[str, Any]:
-        principal = _principal(service, request)
-        return await _threaded(lambda: service.reindex(principal))
+    def post_reindex(request: Request) -> dict[str, Any]:
+        return service.reindex(_principal(service, request))
 
     app.include_router(admin_router(service))
     return app
 
 
 async def _threaded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Blocking work (embedding, SQL) off the event loop."""
-    from starlette.concurrency import run_in_threadpool
-
+    """Blocking work (embedding, SQL, the token check) off the event loop."""
     return await run_in_threadpool(fn)

@@ -1,4 +1,10 @@
-"""The command line: parse, build settings, call the library (or the running daemon), print."""
+"""The command line: parse, build settings, call the library (or the running daemon), print.
+
+While a daemon owns the home (its lock is held) the CLI never opens the index itself: it talks to
+the daemon's API, waiting for it while the daemon starts. Exit codes: 0 done, 1 `sleepd check`
+found the daemon unhealthy, 2 an error (bad input or configuration, nothing reachable), 3 the
+daemon is starting and its API did not answer in time (try again).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -28,37 +35,86 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line for scripts and grep
 F = TypeVar("F", bound=Callable[..., Any])
 LOCAL_ADMIN = Principal("local-admin", admin=True)
+#: the exit code when the daemon is starting and its API did not answer in time
+EXIT_DAEMON_STARTING = 3
 
 
 def _settings() -> Settings:
     return load_settings()
 
 
+def _daemon_starting(settings: Settings) -> bool:
+    """A daemon holds the home but its API does not answer (yet)."""
+    from sleepd.daemon import DAEMON_LOCK, HomeLock
+
+    return HomeLock.held(settings.home / DAEMON_LOCK)
+
+
+def _reach(settings: Settings, wait: float = defaults.DAEMON_START_WAIT_SECONDS) -> tuple[Any, Any]:
+    """The running daemon's client, or else the home's index lock for working in this process:
+    ``(client, None)`` or ``(None, lock)``. A daemon that holds the home but does not answer yet
+    is waited for (never opened from under: it would then fail to open its own index)."""
+    import time
+
+    from sleepd.client import Client, DaemonStarting
+    from sleepd.daemon import INDEX_LOCK, HomeLock
+    from sleepd.errors import Unavailable
+
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        client = Client.discover(settings)
+        if client is not None:
+            return client, None
+        starting = _daemon_starting(settings)
+        if not starting:
+            lock = HomeLock.try_take(settings.home / INDEX_LOCK)
+            if lock is not None:
+                return None, lock
+        if time.monotonic() >= deadline:
+            if starting:
+                raise DaemonStarting(f"the sleepd daemon of home {settings.home} is starting: its API "
+                                     f"({settings.base_url}) did not answer within {wait:g} s; try again")
+            raise Unavailable(f"the index in home {settings.home} is in use by another sleepd command")
+        if starting and not told:
+            err.print(f"daemon is starting... (home {settings.home}; waiting up to {wait:g} s for its API)",
+                      highlight=False)
+            told = True
+        time.sleep(0.5)
+
+
 @contextmanager
-def _service(settings: Settings) -> Iterator[Any]:
-    """The library in this process, for when no daemon runs (it locks the index folder)."""
+def _service(settings: Settings, lock: Any) -> Iterator[Any]:
+    """The library in this process, for when no daemon runs; ``lock`` is the home's index lock,
+    held until the command is done."""
+    from sleepd.errors import Unavailable
     from sleepd.service import Service
 
-    service = Service.open(settings)
     try:
-        yield service
+        try:
+            service = Service.open(settings)
+        except Exception as exc:
+            raise Unavailable(f"no daemon answers for home {settings.home} and its memory cannot be opened "
+                              f"here: {type(exc).__name__}: {exc}") from None
+        try:
+            yield service
+        finally:
+            service.close()
+            service.ledger.close()
     finally:
-        service.close()
-        service.ledger.close()
+        lock.release()
 
 
 def _call(settings: Settings, method: str, path: str, body: dict[str, Any] | None,
           local: Callable[[Any], Any]) -> dict[str, Any]:
     """Through the daemon's API when one answers, else in this process."""
-    from sleepd.client import Client
-
-    client = Client.discover(settings)
+    client, lock = _reach(settings)
     if client is not None:
         try:
-            return client.get(path) if method == "GET" else client.post(path, body)
+            return client.get(path) if method == "GET" else client.post(path, body)  # type: ignore[no-any-return]
         finally:
             client.close()
-    with _service(settings) as service:
+    with _service(settings, lock) as service:
         result = local(service)
         return result if isinstance(result, dict) else result.as_dict()  # type: ignore[no-any-return]
 
@@ -86,16 +142,19 @@ def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int
     """Run the daemon: watch PATHS (and configured sources), enrich while idle, serve the API."""
     from dataclasses import replace
 
-    from sleepd.daemon import Daemon
+    from sleepd.daemon import Daemon, take_daemon_lock
 
     settings = _settings()
+    # the very first thing: from now on a CLI command waits for this daemon's API instead of
+    # opening the index itself (loading the model and the index take seconds)
+    lock = take_daemon_lock(settings.home)
     if port is not None:
         settings = replace(settings, api_port=port)
     missing = [p for p in paths if not os.path.isdir(p)]
     if missing:
         raise click.BadParameter(f"not a folder: {', '.join(missing)}", param_hint="PATHS")
     sources = tuple(source_from_path(p, profile=profile, access=access or ("*",)) for p in paths)
-    daemon = Daemon(settings, extra_sources=sources)
+    daemon = Daemon(settings, extra_sources=sources, lock=lock)
     if sys.stderr.isatty():
         threading.Thread(target=_progress, args=(daemon,), daemon=True).start()
     daemon.run_forever()
@@ -123,9 +182,10 @@ def _progress(daemon: Any) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
-    """Sources and their items by state, the queue, failures, the daemon."""
+    """Sources and their items by state, the scheduler and its queue, failures, the daemon."""
     from sleepd.client import Client
     from sleepd.ledger import Ledger
+    from sleepd.scheduler import backlog
 
     settings = _settings()
     client = Client.discover(settings)
@@ -136,12 +196,21 @@ def status(as_json: bool) -> None:
             client.close()
     else:
         ledger = Ledger(settings.database_url)
-        report = ledger.status(settings)
-        ledger.close()
-        report["daemon"] = {"state": "not running"}
+        try:
+            report = ledger.status(settings)
+            now = time.time()
+            report["scheduler"] = {"state": "not running",
+                                   "queue": [b.as_dict(now) for b in backlog(ledger, settings)]}
+        finally:
+            ledger.close()
+        report["daemon"] = {"state": "starting" if _daemon_starting(settings) else "not running"}
     if as_json:
         _print_json(report)
         return
+    _print_status(report)
+
+
+def _print_status(report: dict[str, Any]) -> None:
     table = Table(title="sleepd sources")
     for column in ("source", "path", "pending", "enriched", "failed", "deleted", "error"):
         table.add_column(column, overflow="fold")
@@ -150,8 +219,19 @@ def status(as_json: bool) -> None:
         table.add_row(src["name"], str(src["path"]), str(items["pending"]), str(items["enriched"]),
                       str(items["failed"]), str(items["deleted"]), src["error"] or "")
     out.print(table)
-    out.print(f"queue: {report['queue'] or 'empty'}   records: {report['records']}   "
-              f"index lag: {report['index_lag']}   daemon: {report['daemon'].get('state')}")
+    queue = ", ".join(f"{n} {state}" for state, n in sorted(report["queue"].items())) or "empty"
+    out.print(f"changes: {queue}   records: {report['records']}   index lag: {report['index_lag']}   "
+              f"daemon: {report['daemon'].get('state')}", highlight=False)
+    scheduler = report.get("scheduler", {})
+    out.print(_scheduler_line(scheduler), highlight=False)
+    if scheduler.get("queue"):
+        waiting = Table(title="waiting for enrichment", title_justify="left")
+        for column in ("source", "pending", "oldest", "max staleness", "forced in"):
+            waiting.add_column(column, justify="left" if column == "source" else "right")
+        for row in scheduler["queue"]:
+            waiting.add_row(row["source"], str(row["pending"]), _seconds(row["oldest_age_s"]),
+                            _seconds(row["max_staleness_s"]), _seconds(row["forced_in_s"]))
+        out.print(waiting)
     if "llm" in report:
         llm = report["llm"]
         out.print(f"llm {llm['model']}: {llm['tokens_today']:,} tokens today, {llm['budget_left']:,} left, "
@@ -161,6 +241,25 @@ def status(as_json: bool) -> None:
             out.print(f"[red]failed[/red] {src['name']}:{failure['item']}: {failure['error']}")
         if src.get("purged"):
             out.print(f"purged {src['name']}: {', '.join(src['purged'])} (not tracked again; `sleepd purge --lift`)")
+
+
+def _scheduler_line(scheduler: dict[str, Any]) -> str:
+    """One sentence: what the scheduler does, why it waits, how old the backlog is."""
+    state = str(scheduler.get("state", "unknown"))
+    line = f"scheduler: {state.replace('_', ' ')}"
+    if scheduler.get("reason"):
+        line += f" ({scheduler['reason']})"
+    if scheduler.get("oldest_pending_age_s") is not None:
+        line += f"; oldest pending change {_seconds(scheduler['oldest_pending_age_s'])} old"
+        if scheduler.get("reason") and scheduler.get("forced_in_s") is not None:
+            line += f", enriched anyway in {_seconds(scheduler['forced_in_s'])}"
+    if scheduler.get("error"):
+        line += f"; error: {scheduler['error']}"
+    return line
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
 
 
 @cli.command()
@@ -238,9 +337,11 @@ def check() -> None:
     """Exit 0 when the daemon is healthy, 1 otherwise (for health probes)."""
     from sleepd.client import Client
 
-    client = Client.discover(_settings())
+    settings = _settings()
+    client = Client.discover(settings)
     if client is None:
-        click.echo("unhealthy: daemon not running", err=True)
+        state = "starting" if _daemon_starting(settings) else "not running"
+        click.echo(f"unhealthy: daemon {state} (home {settings.home})", err=True)
         sys.exit(1)
     try:
         code, report = client.health()
@@ -490,10 +591,15 @@ token.add_command(token_revoke)
 
 
 def main() -> None:
+    from sleepd.client import DaemonStarting
+
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
+    except DaemonStarting as exc:
+        err.print(f"[yellow]daemon starting[/yellow]: {exc.message}", highlight=False)
+        sys.exit(EXIT_DAEMON_STARTING)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

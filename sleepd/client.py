@@ -11,7 +11,14 @@ from sleepd.auth import read_token
 from sleepd.errors import SleepdError, Unavailable
 from sleepd.settings import Settings
 
-__all__ = ["Client"]
+__all__ = ["Client", "DaemonStarting"]
+
+
+class DaemonStarting(Unavailable):
+    """The home's daemon holds its lock but its API does not answer yet (it is loading the model
+    or opening the index). The CLI exits with code 3 on it: try again shortly."""
+
+    code = "daemon_starting"
 
 
 class Client:

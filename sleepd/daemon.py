@@ -1,5 +1,13 @@
 """The embedded daemon: watchers, scheduler, indexer, HTTP API and one child Celery worker,
-all under one home folder. SIGTERM or SIGINT stop it gracefully."""
+all under one home folder. SIGTERM or SIGINT stop it gracefully.
+
+A home has two locks. ``daemon.lock`` is the daemon's for its whole life, taken before anything
+else (`sleepd run` takes it before it even imports the heavy modules): a CLI command that finds it
+held knows a daemon is there, starting or running, and waits for its API instead of opening the
+index. ``index.lock`` is held by whoever has the index open: the daemon, or a CLI command working
+locally while no daemon runs (the daemon waits for that command to finish). This module imports
+only light modules at the top so the CLI can take and test the locks quickly.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,26 +23,96 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
-
-import uvicorn
+from typing import IO, TYPE_CHECKING, Any
 
 from sleepd import defaults
-from sleepd.api import create_app
-from sleepd.auth import create_token, read_token
 from sleepd.errors import ConfigError, Unavailable
-from sleepd.ledger import Ledger
-from sleepd.scheduler import Scheduler
-from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
-from sleepd.watchers import Watchers
 
-__all__ = ["Daemon", "DaemonState"]
+if TYPE_CHECKING:
+    import uvicorn
+
+    from sleepd.ledger import Ledger
+    from sleepd.scheduler import Scheduler
+    from sleepd.service import Service
+    from sleepd.watchers import Watchers
+
+__all__ = ["DAEMON_LOCK", "INDEX_LOCK", "Daemon", "DaemonState", "HomeLock", "restart_delay"]
 
 log = logging.getLogger("sleepd.daemon")
 
-#: a child worker that dies is restarted after this long (doubling up to a minute)
-WORKER_RESTART_SECONDS = 1.0
+#: held by the daemon for its whole life
+DAEMON_LOCK = "daemon.lock"
+#: held by whoever has the index open (the daemon, or one CLI command while no daemon runs)
+INDEX_LOCK = "index.lock"
+#: a daemon lock still held after this long belongs to another daemon, not to a CLI probe
+DAEMON_LOCK_PROBE_SECONDS = 1.0
+
+
+class HomeLock:
+    """An exclusive ``flock`` on one file of a home folder; released by :meth:`release` or when
+    the process ends (so a crashed daemon never leaves a stale lock)."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle: IO[str] | None = handle
+
+    @classmethod
+    def try_take(cls, path: Path) -> HomeLock | None:
+        """The lock, or None when another process holds it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return cls(handle)
+
+    @classmethod
+    def wait(cls, path: Path, timeout: float) -> HomeLock | None:
+        """The lock, waiting up to ``timeout`` seconds for its holder to let go."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lock = cls.try_take(path)
+            if lock is not None or time.monotonic() >= deadline:
+                return lock
+            time.sleep(0.1)
+
+    @staticmethod
+    def held(path: Path) -> bool:
+        """True when another process holds the lock (probing takes and drops it at once)."""
+        if not path.exists():
+            return False
+        lock = HomeLock.try_take(path)
+        if lock is None:
+            return True
+        lock.release()
+        return False
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def take_daemon_lock(home: Path) -> HomeLock:
+    """The home's daemon lock, or an error when another daemon has it. A CLI command probing
+    the lock (:meth:`HomeLock.held`) holds it for an instant: that is waited out, a daemon is not."""
+    lock = HomeLock.wait(home / DAEMON_LOCK, DAEMON_LOCK_PROBE_SECONDS)
+    if lock is None:
+        raise Unavailable(f"another sleepd daemon already runs with home {home}")
+    return lock
+
+
+def restart_delay(previous: float | None, worker_uptime: float) -> float:
+    """How long to wait before restarting a worker that exited after ``worker_uptime`` seconds,
+    given the wait before the previous restart (None: none yet). A worker that stayed up for
+    ``WORKER_STABLE_SECONDS`` starts the backoff again from the bottom; one that keeps crashing
+    waits twice as long each time, up to ``WORKER_MAX_RESTART_SECONDS``. (The daemon's own uptime
+    says nothing about the worker: resetting on it restarted a crashing worker every 1.5 s.)"""
+    if previous is None or worker_uptime >= defaults.WORKER_STABLE_SECONDS:
+        return defaults.WORKER_RESTART_SECONDS
+    return min(previous * 2, defaults.WORKER_MAX_RESTART_SECONDS)
 
 
 class DaemonState(str, Enum):
@@ -50,14 +129,26 @@ class DaemonState(str, Enum):
 
 
 class Daemon:
-    def __init__(self, settings: Settings, extra_sources: tuple[FileSource, ...] = ()) -> None:
+    #: the components, made by :meth:`start`
+    ledger: Ledger
+    service: Service
+    scheduler: Scheduler
+    watchers: Watchers
+
+    def __init__(self, settings: Settings, extra_sources: tuple[FileSource, ...] = (),
+                 lock: HomeLock | None = None) -> None:
+        """``lock``: the home's daemon lock when the caller took it already (as `sleepd run` does)."""
         self.settings = settings
         self.extra_sources = extra_sources
         self.state = DaemonState.STOPPED
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._lock_file: IO[str] | None = None
+        self._lock = lock
+        self._index_lock: HomeLock | None = None
         self._worker: subprocess.Popen[bytes] | None = None
+        self._worker_started = 0.0
+        self.worker_restarts = 0
+        self.worker_restart_delay: float | None = None
         self._server: uvicorn.Server | None = None
         self.started_at = 0.0
 
@@ -67,8 +158,17 @@ class Daemon:
         self.state = DaemonState.STARTING
         self.started_at = time.time()
         home = self.settings.home
-        home.mkdir(parents=True, exist_ok=True)
-        self._take_lock(home / "daemon.lock")
+        if self._lock is None:
+            self._lock = take_daemon_lock(home)
+        self._index_lock = HomeLock.wait(home / INDEX_LOCK, defaults.DAEMON_START_WAIT_SECONDS)
+        if self._index_lock is None:
+            raise Unavailable(f"the index in home {home} stayed in use by a sleepd command for "
+                              f"{defaults.DAEMON_START_WAIT_SECONDS:g} s")
+        from sleepd.ledger import Ledger
+        from sleepd.scheduler import Scheduler
+        from sleepd.service import Service
+        from sleepd.watchers import Watchers
+
         self.ledger = Ledger(self.settings.database_url)
         for source in (*self.settings.sources, *self.extra_sources):
             self.ledger.save_source(source)
@@ -123,23 +223,17 @@ class Daemon:
         self.service.close()
         self.ledger.close()
         (self.settings.home / "daemon.json").unlink(missing_ok=True)
-        if self._lock_file is not None:
-            self._lock_file.close()
+        for lock in (self._index_lock, self._lock):
+            if lock is not None:
+                lock.release()
         self.state = DaemonState.STOPPED
 
     # -- components -------------------------------------------------------------------------
 
-    def _take_lock(self, path: Path) -> None:
-        handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise Unavailable(f"another sleepd daemon already runs with home {path.parent}") from None
-        self._lock_file = handle
-
     def _ensure_token(self, home: Path) -> None:
         """The local admin token, readable by the owner only, for the CLI on this machine."""
+        from sleepd.auth import create_token, read_token
+
         if read_token(home):
             return
         token = create_token(self.ledger, "admin", admin=True)
@@ -149,6 +243,10 @@ class Daemon:
             fh.write(token + "\n")
 
     def _serve_api(self) -> None:
+        import uvicorn
+
+        from sleepd.api import create_app
+
         app = create_app(self.service, health=self.health)
         config = uvicorn.Config(app, host=self.settings.api_host, port=self.settings.api_port,
                                 log_level="warning", lifespan="off")
@@ -175,20 +273,25 @@ class Daemon:
         self.watchers.run_rescans(self.stop_event)
 
     def _supervise_worker(self) -> None:
-        delay = WORKER_RESTART_SECONDS
         while not self.stop_event.is_set():
             if self._worker is None or self._worker.poll() is not None:
                 if self._worker is not None:
-                    log.warning("worker exited with %s; restarting in %.0fs", self._worker.returncode, delay)
-                    if self.stop_event.wait(delay):
+                    uptime = time.monotonic() - self._worker_started
+                    self.worker_restart_delay = restart_delay(self.worker_restart_delay, uptime)
+                    log.warning("worker exited with %s after %.1fs; restarting in %.0fs", self._worker.returncode,
+                                uptime, self.worker_restart_delay)
+                    if self.stop_event.wait(self.worker_restart_delay):
                         return
-                    delay = min(delay * 2, 60.0)
+                    self.worker_restarts += 1
                 env = {**os.environ, **self.settings.child_env(), "SLEEPD_PARENT_PID": str(os.getpid())}
-                self._worker = subprocess.Popen([sys.executable, "-m", "sleepd", "worker", "--nice",
-                                                 str(defaults.WORKER_NICE)], env=env)
-            elif time.time() - self.started_at > 60:
-                delay = WORKER_RESTART_SECONDS
+                self._worker = subprocess.Popen(self._worker_argv(), env=env)
+                self._worker_started = time.monotonic()
             self.stop_event.wait(0.5)
+
+    def _worker_argv(self) -> list[str]:
+        if self.settings.worker_command:
+            return shlex.split(self.settings.worker_command)
+        return [sys.executable, "-m", "sleepd", "worker", "--nice", str(defaults.WORKER_NICE)]
 
     def _stop_worker(self) -> None:
         worker = self._worker
@@ -228,8 +331,8 @@ class Daemon:
         return {
             "daemon": {"state": self.state.value, "pid": os.getpid(),
                        "uptime_s": round(time.time() - self.started_at, 1), "api": self.settings.base_url,
-                       "worker_pid": self.worker_pid},
-            "scheduler": {"state": self.scheduler.state.value, "idle": self.scheduler.idle(),
-                          "dispatched": self.scheduler.dispatched, "error": self.scheduler.last_error},
+                       "worker_pid": self.worker_pid, "worker_restarts": self.worker_restarts,
+                       "worker_restart_delay_s": self.worker_restart_delay},
+            "scheduler": self.scheduler.describe(),
             "health": self.health(),
         }

@@ -11,6 +11,11 @@ HOME = str(platformdirs.user_data_path("sleepd"))
 CONFIG_NAME = "sleepd.toml"
 #: seconds without a query before the system counts as idle and enrichment may run
 IDLE_SECONDS = 10.0
+#: a change waits for idle time at most this long, then it is enriched whatever the load (the
+#: worker is niced): idle-awareness bounds staleness, it never suspends enrichment
+MAX_STALENESS_SECONDS = 60.0
+#: load average per core at or above which the machine counts as busy (our own worker included)
+BUSY_LOAD_PER_CORE = 4.0
 #: the embedded worker runs this much nicer than the daemon: a query never waits behind S(c) for CPU
 WORKER_NICE = 10
 #: watchdog events for one path within this window are coalesced into one change
@@ -42,6 +47,14 @@ CANDIDATES = 64
 #: API listen address: loopback, a team exposes it deliberately
 API_HOST = "127.0.0.1"
 API_PORT = 7878
+#: a crashed embedded worker is restarted after this long, doubling up to the maximum ...
+WORKER_RESTART_SECONDS = 1.0
+WORKER_MAX_RESTART_SECONDS = 60.0
+#: ... and the delay starts again from the bottom only once a worker stayed up this long
+WORKER_STABLE_SECONDS = 60.0
+#: a CLI command that finds the daemon starting (home locked, API not yet up) waits this long for
+#: its API: loading the model and opening the index take seconds, a first start longer
+DAEMON_START_WAIT_SECONDS = 60.0
 #: the Celery queue name, so sleepd can share a broker with other apps
 QUEUE = "sleepd"
 #: embedding dimension of all-MiniLM-L6-v2

@@ -70,6 +70,12 @@ class Settings:
     #: the CLI's token; the daemon writes an admin token to home/token for local use
     token: str | None = None
     idle_seconds: float = defaults.IDLE_SECONDS
+    #: a change older than this is enriched however busy the machine is (see source_staleness)
+    max_staleness_seconds: float = defaults.MAX_STALENESS_SECONDS
+    #: per-source overrides of max_staleness_seconds: (source name, seconds) pairs from the TOML
+    source_staleness: tuple[tuple[str, float], ...] = ()
+    #: load average per core at or above which the machine counts as busy
+    busy_load_per_core: float = defaults.BUSY_LOAD_PER_CORE
     debounce_seconds: float = defaults.DEBOUNCE_SECONDS
     rescan_seconds: float = defaults.RESCAN_SECONDS
     max_file_bytes: int = defaults.MAX_FILE_BYTES
@@ -80,6 +86,8 @@ class Settings:
     embed_backend: str = defaults.EMBED_BACKEND
     #: run a Celery worker as a child of the daemon (the embedded default); off for a team
     embedded_worker: bool = True
+    #: the command line of the embedded worker (default: this Python running `sleepd worker`)
+    worker_command: str | None = None
     sources: tuple[Source, ...] = field(default_factory=tuple)
     #: the optional LLM layer: any OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1) and model
     llm_base_url: str | None = None
@@ -97,6 +105,10 @@ class Settings:
     def llm_enabled(self) -> bool:
         """True when an endpoint and a model are configured (else the deterministic layer only)."""
         return bool(self.llm_base_url and self.llm_model)
+
+    def max_staleness(self, source: str) -> float:
+        """How long a change of ``source`` may wait for idle time before it is enriched anyway."""
+        return dict(self.source_staleness).get(source, self.max_staleness_seconds)
 
     @property
     def base_url(self) -> str:
@@ -120,9 +132,10 @@ class Settings:
 
 _SCALARS: dict[str, type] = {
     "database_url": str, "broker_url": str, "qdrant_url": str, "api_host": str, "api_port": int,
-    "api_url": str, "token": str, "idle_seconds": float, "debounce_seconds": float,
+    "api_url": str, "token": str, "idle_seconds": float, "max_staleness_seconds": float,
+    "busy_load_per_core": float, "debounce_seconds": float,
     "rescan_seconds": float, "max_file_bytes": int, "lease_seconds": float, "max_in_flight": int,
-    "tokenizer": str, "embedded_worker": bool, "embed_backend": str,
+    "tokenizer": str, "embedded_worker": bool, "worker_command": str, "embed_backend": str,
     "llm_base_url": str, "llm_model": str, "llm_api_key": str, "llm_daily_tokens": int,
     "llm_source_daily_tokens": int, "llm_timeout_seconds": float, "llm_price_per_1k_input": float,
     "llm_price_per_1k_output": float,
@@ -173,6 +186,26 @@ def source_from_path(path: str | Path, name: str | None = None, profile: str = "
     resolved = Path(path).expanduser().resolve()
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or resolved.name).strip("-.") or "files"
     return check_source(FileSource(name=slug, path=resolved, profile=profile, access=access))
+
+
+def _sources(raw_sources: list[Any], base: Path) -> tuple[tuple[Source, ...], tuple[tuple[str, float], ...]]:
+    """The [[sources]] tables, and the per-source max_staleness_seconds taken out of them (the
+    scheduler's business, not part of the source's identity stored in the ledger)."""
+    sources: list[Source] = []
+    staleness: list[tuple[str, float]] = []
+    for index, raw in enumerate(raw_sources):
+        seconds: float | None = None
+        if isinstance(raw, dict) and "max_staleness_seconds" in raw:
+            raw = dict(raw)
+            key = f"sources[{index}].max_staleness_seconds"
+            seconds = typed_value(key, raw.pop("max_staleness_seconds"), float)
+            if seconds is None or seconds <= 0:
+                raise ConfigError(f"Config '{key}' has value {seconds!r}. Must be positive.")
+        source = _source(index, raw, base)
+        sources.append(source)
+        if seconds is not None:
+            staleness.append((source.name, seconds))
+    return tuple(sources), tuple(staleness)
 
 
 def _check_llm(values: Mapping[str, Any]) -> None:
@@ -233,7 +266,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if values.get("embed_backend", defaults.EMBED_BACKEND) not in defaults.EMBED_BACKENDS:
         raise ConfigError(f"Config 'embed_backend' has value {values['embed_backend']!r}. "
                           f"Supported: {', '.join(repr(b) for b in defaults.EMBED_BACKENDS)}.")
-    sources = tuple(_source(i, raw, base) for i, raw in enumerate(raw_sources))
+    if values.get("max_staleness_seconds", 1.0) <= 0:
+        raise ConfigError(f"Config 'max_staleness_seconds' has value {values['max_staleness_seconds']!r}. "
+                          "Must be positive.")
+    sources, staleness = _sources(raw_sources, base)
+    values["source_staleness"] = staleness
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"Config 'sources' repeats a name: {names}.")

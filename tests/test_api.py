@@ -4,12 +4,15 @@ error shape, permissions, purge, reindex, stale items."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from sleepd.api import create_app
 from sleepd.auth import create_token
@@ -220,3 +223,36 @@ def test_changed_item_is_marked_stale_with_its_raw_region(service: Service, clie
     assert readme_recs and not readme_recs[0]["fresh"]
     assert {"source": "click", "item": "README.md", "state": "pending"} in body["stale_items"]
     assert any("7 hops" in r["text"] for r in readme_recs)
+
+
+def test_a_blocked_ledger_write_does_not_stall_health(service: Service, client: TestClient,
+                                                      admin: dict[str, str], settings: Settings) -> None:
+    """A refresh waiting for the SQLite write lock runs off the event loop: /health still answers."""
+    entered = threading.Event()
+
+    def on_execute(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("BEGIN IMMEDIATE") and threading.current_thread() is not threading.main_thread():
+            entered.set()  # a write transaction is starting: the one the held lock blocks
+
+    holder = sqlite3.connect(settings.database_url.split("///", 1)[1], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    event.listen(service.ledger.engine, "before_cursor_execute", on_execute)
+    refreshed: list[int] = []
+    healthy: list[int] = []
+    refresh = threading.Thread(target=lambda: refreshed.append(
+        client.post("/v1/refresh", json={"source": "click"}, headers=admin).status_code))
+    health = threading.Thread(target=lambda: healthy.append(client.get("/health").status_code))
+    try:
+        refresh.start()
+        assert entered.wait(30), "the refresh never began its write"
+        health.start()
+        health.join(timeout=10)
+        assert healthy == [200], "/health stalled behind a refresh waiting for the ledger lock"
+        assert refresh.is_alive() and not refreshed, "the refresh was still blocked by the held lock"
+    finally:
+        holder.rollback()
+        holder.close()
+        refresh.join(timeout=60)
+        health.join(timeout=60)
+        event.remove(service.ledger.engine, "before_cursor_execute", on_execute)
+    assert refreshed == [200]

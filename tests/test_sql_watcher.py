@@ -44,7 +44,7 @@ from sleepd.service import Service
 from sleepd.settings import Settings, SqlAccessLookup, SqlSource, SqlTable, load_settings
 from sleepd.sqlrows import account_document, item_hash, open_engine, read_item, reading, trigger_sql
 from sleepd.watchers import SqlWatcher, Watchers
-from tests.helpers import enrich_pending, unavailable, wait_for
+from tests.helpers import enrich_pending, free_port, unavailable, wait_for
 from workers.enrich.accounts import enrich_account
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -679,34 +679,74 @@ def test_the_password_comes_from_an_environment_variable(make_db: Callable[[str]
     assert shop.root.updated_at == "updated_at"
 
 
-def _pg_ctl(action: str) -> None:
-    """Stop or start this machine's PostgreSQL cluster (Debian's pg_ctlcluster, as root)."""
-    import shutil
-    import subprocess
+class PrivatePostgres:
+    """A PostgreSQL cluster of our own (initdb into tmp_path, run as the ``postgres`` user on a free
+    port), so the outage test stops that one and never the machine's shared server."""
 
-    versions = sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").is_dir() else []
-    if not shutil.which("pg_ctlcluster") or not versions:
-        unavailable("pg_ctlcluster (to restart PostgreSQL)")
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", action],
-                   check=True, capture_output=True, timeout=60)
+    def __init__(self, root: Path) -> None:
+        import glob
+        import shutil
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins or not shutil.which("runuser"):
+            unavailable("PostgreSQL binaries (/usr/lib/postgresql/*/bin/initdb) and runuser")
+        self.bin = Path(bins[-1]).parent
+        self.data = root / "pgdata"
+        self.port = free_port()
+        root.mkdir(mode=0o755)  # the postgres user walks into tmp_path
+        for parent in root.parents:
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o011)
+        self.data.mkdir()
+        shutil.chown(self.data, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                          "--no-sync")
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *argv: str) -> None:
+        import subprocess
+
+        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120)
+
+    def ctl(self, action: str) -> None:
+        """Start or stop it; ``start`` waits (-w) until it accepts connections."""
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.data}"
+        extra = ["-o", options, "-l", str(self.data / "server.log")] if action == "start" else ["-m", "fast"]
+        self._as_postgres(str(self.bin / "pg_ctl"), action, "-D", str(self.data), "-w", "-t", "60", *extra)
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+
+@pytest.fixture
+def private_pg(tmp_path: Path) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(tmp_path / "pg")
+    server.ctl("start")
+    yield server
+    if server.running():
+        server.ctl("stop")
 
 
 def test_a_postgresql_restart_is_an_error_then_the_watcher_catches_up(
-        make_db: Callable[[str], Db], ledger: Ledger, watch: Callable[[SqlSource], SqlWatcher]) -> None:
-    db = make_db("postgresql")
-    _create(db)
-    watcher = watch(_source(db))
-    assert watcher.scan().changed == 3
-    _pg_ctl("stop")
+        private_pg: PrivatePostgres, ledger: Ledger, watch: Callable[[SqlSource], SqlWatcher]) -> None:
+    engine = create_engine(private_pg.url, pool_pre_ping=True)
+    db = Db(private_pg.url, None, engine)
     try:
-        report = watcher.poll()
-        assert report.errors == 1 and report.deleted == 0, "a database that is down is not 'everything deleted'"
-        assert watcher.error is not None
-        assert {s["name"]: s for s in ledger.status()["sources"]}["crm"]["error"] == watcher.error
+        _create(db)
+        watcher = watch(_source(db))
+        assert watcher.scan().changed == 3
+        private_pg.ctl("stop")
+        try:
+            report = watcher.poll()
+            assert report.errors == 1 and report.deleted == 0, "a database that is down is not 'everything deleted'"
+            assert watcher.error is not None
+            assert {s["name"]: s for s in ledger.status()["sources"]}["crm"]["error"] == watcher.error
+        finally:
+            private_pg.ctl("start")  # returns once the server accepts connections
+        db.run("UPDATE {tickets} SET status = 'closed', updated_at = :t WHERE ticket_id = 12", t=LATER)
+        recovered = watcher.poll()
+        assert (recovered.changed, recovered.errors) == (1, 0) and watcher.error is None
+        assert {s["name"]: s for s in ledger.status()["sources"]}["crm"]["error"] is None
     finally:
-        _pg_ctl("start")
-    # pg_ctlcluster start returns once the server accepts connections
-    db.run("UPDATE {tickets} SET status = 'closed', updated_at = :t WHERE ticket_id = 12", t=LATER)
-    recovered = watcher.poll()
-    assert (recovered.changed, recovered.errors) == (1, 0) and watcher.error is None
-    assert {s["name"]: s for s in ledger.status()["sources"]}["crm"]["error"] is None
+        engine.dispose()

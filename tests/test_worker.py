@@ -148,6 +148,7 @@ def test_worker_killed_mid_task_loses_nothing(make_settings: Callable[..., Setti
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        log.close()
     item = ledger.known_items("repo")["big.py"]
     assert item.version == 1 and item.n_records > 100  # published once, by the second worker
     ledger.close()
