@@ -28,7 +28,10 @@ def embedder() -> Embedder:
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
         base = load_settings({"SLEEPD_HOME": str(tmp_path / "home")})
-        defaults: dict[str, object] = {"idle_seconds": 0.0, "debounce_seconds": 0.2, "api_port": free_port()}
+        # no load rule: a test is not about the machine's load, and its own work must not hold it back
+        # (tests/test_scheduler.py sets the rule where it is the subject)
+        defaults: dict[str, object] = {"idle_seconds": 0.0, "debounce_seconds": 0.2, "api_port": free_port(),
+                                       "busy_load_per_core": 1e9}
         return replace(base, **{**defaults, **overrides})  # type: ignore[arg-type]
 
     return make
