@@ -91,3 +91,5 @@ LLM_ATTEMPTS = 4
 #: first backoff in seconds, doubled each retry with full jitter, capped at LLM_MAX_BACKOFF_SECONDS
 LLM_BACKOFF_SECONDS = 0.5
 LLM_MAX_BACKOFF_SECONDS = 30.0
+#: query-log rows (query text, who asked) older than this many days are deleted; 0 keeps them
+QUERY_LOG_DAYS = 30.0
