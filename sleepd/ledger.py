@@ -338,6 +338,15 @@ class Ledger:
             value = s.exec(select(func.max(ChangeRow.id)).where(ChangeRow.item_id == item_id)).one()
         return int(value or 0)
 
+    def forced_open(self, item_id: int, upto: int) -> bool:
+        """Whether a forced refresh of the item, seen by ``upto``, is still open. A forced task runs
+        forced only then: delivered again after its publish (a retry, a lease that ran out), it
+        must publish nothing new, like any other task."""
+        with self.read() as s:
+            return s.exec(select(ChangeRow.id).where(
+                ChangeRow.item_id == item_id, col(ChangeRow.id) <= upto, col(ChangeRow.force).is_(True),
+                col(ChangeRow.status).in_(_OPEN)).limit(1)).first() is not None
+
     def close_if_current(self, item_id: int, content_hash: str, pipeline_version: str, seen_change_id: int) -> bool:
         """If that content is already published by this pipeline, close the changes and say so."""
         with self.write() as s:
