@@ -106,8 +106,9 @@ class Indexer:
         now = time.monotonic()
         if self.query_log_days <= 0 or (self._pruned_at is not None and now - self._pruned_at < PRUNE_SECONDS):
             return 0
-        self._pruned_at = now
-        return self.ledger.prune_query_log(time.time() - self.query_log_days * 86_400)
+        pruned = self.ledger.prune_query_log(time.time() - self.query_log_days * 86_400)
+        self._pruned_at = now  # after it worked: a ledger that was down is tried again next round
+        return pruned
 
     def run(self, stop: threading.Event, tick: float = defaults.INDEXER_TICK) -> None:
         while not stop.is_set():

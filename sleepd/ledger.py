@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, create_engine, delete, event, func, update
+from sqlalchemy import Engine, create_engine, delete, event, false, func, true, update
 from sqlalchemy.orm import defer
 from sqlmodel import Session, SQLModel, col, select
 
@@ -438,7 +438,7 @@ class Ledger:
         a higher one (PostgreSQL hands out seqs at insert, not at commit), and must not be skipped.
         Events of one record are written under its item's row lock, so they commit in seq order."""
         with self.read() as s:
-            return list(s.exec(select(IndexEventRow).where(col(IndexEventRow.applied).is_(False))
+            return list(s.exec(select(IndexEventRow).where(col(IndexEventRow.applied) == false())
                                .order_by(col(IndexEventRow.seq)).limit(limit)).all())
 
     def mark_applied(self, seqs: Sequence[int]) -> None:
@@ -450,7 +450,7 @@ class Ledger:
         """Before a rebuild reads the records: every event committed by now is reflected in them;
         one still uncommitted stays unapplied and is replayed (replaying is harmless)."""
         with self.write() as s:
-            s.exec(update(IndexEventRow).where(col(IndexEventRow.applied).is_(False))  # type: ignore[call-overload]
+            s.exec(update(IndexEventRow).where(col(IndexEventRow.applied) == false())  # type: ignore[call-overload]
                    .values(applied=True))
 
     def index_lag(self) -> int:
@@ -478,7 +478,7 @@ class Ledger:
         """Applied events are history nobody reads again; unapplied ones stay, whatever their seq.
         Returns the number deleted."""
         with self.write() as s:
-            return _delete_where(s, IndexEventRow, col(IndexEventRow.applied).is_(True))
+            return _delete_where(s, IndexEventRow, col(IndexEventRow.applied) == true())
 
     # -- the query's side -------------------------------------------------------------------
 
@@ -627,7 +627,7 @@ class Ledger:
 def _index_lag(s: Session) -> int:
     """Index events not applied yet."""
     return int(s.exec(select(func.count()).select_from(IndexEventRow)
-                      .where(col(IndexEventRow.applied).is_(False))).one())
+                      .where(col(IndexEventRow.applied) == false())).one())
 
 
 def _is_current(item: ItemRow, content_hash: str, pipeline_version: str) -> bool:

@@ -9,7 +9,7 @@ import json
 from enum import Enum
 
 from sqlalchemy import BigInteger, Column, Engine, LargeBinary, Text, UniqueConstraint, inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -222,20 +222,26 @@ def upgrade(engine: Engine) -> None:
     """Create the tables, and bring a ledger written by an older sleepd up to them: ``create_all``
     adds missing tables, never a column or an index of a table that exists."""
     inspector = inspect(engine)
-    had_items_table = inspector.has_table(QueryLogItemRow.__tablename__)
+    had_log = inspector.has_table(QueryLogRow.__tablename__)
+    log_indexed = had_log and "ix_query_log_at" in {i["name"] for i in inspector.get_indexes("query_log")}
+    had_log_items = inspector.has_table(QueryLogItemRow.__tablename__)
     old_events = (inspector.has_table(IndexEventRow.__tablename__)
                   and "applied" not in {c["name"] for c in inspector.get_columns(IndexEventRow.__tablename__)})
     SQLModel.metadata.create_all(engine)
     if old_events:
         _add_applied(engine)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_query_log_at ON query_log (at)"))
-        if not had_items_table:  # the query log's items, found by SQL from now on
-            pairs = {(qid, int(iid)) for qid, items in conn.execute(text("SELECT id, items FROM query_log"))
-                     for iid in json.loads(items or "[]")}
-            if pairs:
-                conn.execute(text("INSERT INTO query_log_items (query_id, item_id) VALUES (:q, :i)"),
-                             [{"q": q, "i": i} for q, i in sorted(pairs)])
+    if had_log and not (log_indexed and had_log_items):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE INDEX IF NOT EXISTS ix_query_log_at ON query_log (at)"))
+                if not had_log_items:  # the items of queries logged before, found by SQL from now on
+                    pairs = {(qid, int(iid)) for qid, items in conn.execute(text("SELECT id, items FROM query_log"))
+                             for iid in json.loads(items or "[]")}
+                    if pairs:
+                        conn.execute(text("INSERT INTO query_log_items (query_id, item_id) VALUES (:q, :i)"),
+                                     [{"q": q, "i": i} for q, i in sorted(pairs)])
+        except IntegrityError:  # another process starting at the same moment filled it first
+            pass
 
 
 def _add_applied(engine: Engine) -> None:
