@@ -116,3 +116,5 @@ AUDIT_LIMIT = 200
 QUERY_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: tokens-per-pack histogram buckets: the budgets people ask for, 16 to 65,536
 QUERY_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
+#: query-log rows (query text, who asked) older than this many days are deleted; 0 keeps them
+QUERY_LOG_DAYS = 30.0

@@ -2,13 +2,15 @@
 
 The index is derived data. Workers never touch it; they append events in the same
 transaction that publishes a version, so the index can lag but never disagree for long,
-and ``rebuild`` recreates it from the ledger without re-embedding.
+and ``rebuild`` recreates it from the ledger without re-embedding. Each event carries an
+``applied`` flag rather than sitting behind a cursor, so one committed late is still applied.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,6 +28,8 @@ log = logging.getLogger("sleepd.indexer")
 BATCH = 512
 #: applied events are deleted every this many syncs (history nobody reads again)
 COMPACT_EVERY = 50
+#: the query log's retention is applied at most this often: one indexed DELETE an hour is plenty
+PRUNE_SECONDS = 3600.0
 
 
 def point_for(row: RecordRow) -> Point:
@@ -40,23 +44,24 @@ def point_for(row: RecordRow) -> Point:
 
 
 class Indexer:
-    def __init__(self, ledger: Ledger, index: VectorIndex) -> None:
+    def __init__(self, ledger: Ledger, index: VectorIndex,
+                 query_log_days: float = defaults.QUERY_LOG_DAYS) -> None:
         self.ledger = ledger
         self.index = index
+        #: the query log's retention, enforced from :meth:`run` (0: kept for ever)
+        self.query_log_days = query_log_days
         self._lock = threading.Lock()
-        self._syncs = 0
-        #: the ledger's cursor, read once: this indexer is its only writer (the index folder is
-        #: locked to one process), so a query's sync costs one read, not two
-        self._cursor: int | None = None
+        #: syncs done by this indexer
+        self.syncs = 0
+        self._pruned_at: float | None = None
         self.last_error: str | None = None
 
     def sync(self) -> int:
-        """Apply every event after the cursor. Returns the number of events applied."""
+        """Apply every event not applied yet. Returns the number of events applied."""
         applied = 0
         with self._lock:
-            cursor = self._cursor if self._cursor is not None else self.ledger.index_cursor()
             while True:
-                events = self.ledger.events_after(cursor, BATCH)
+                events = self.ledger.pending_events(BATCH)
                 if not events:
                     break
                 # the last event for an id wins: an upsert then a delete is a delete
@@ -70,15 +75,12 @@ class Indexer:
                 rows = self.ledger.records_by_id(upserts)  # a record gone since is skipped
                 if rows:
                     self.index.upsert([point_for(r) for r in rows])
-                last = events[-1].seq
-                assert last is not None
-                cursor = last
-                self.ledger.set_index_cursor(cursor)
+                # marked after the index has them: a crash in between replays them, harmlessly
+                self.ledger.mark_applied([ev.seq for ev in events if ev.seq is not None])
                 applied += len(events)
-            self._cursor = cursor
-            self._syncs += 1
-            if applied and self._syncs % COMPACT_EVERY == 0:
-                self.ledger.compact_events(cursor)
+            self.syncs += 1
+            if applied and self.syncs % COMPACT_EVERY == 0:
+                self.ledger.compact_events()
         return applied
 
     def remove(self, record_ids: Sequence[str]) -> int:
@@ -89,21 +91,30 @@ class Indexer:
     def rebuild(self) -> int:
         """Recreate the index from the ledger's records. Returns the number of points."""
         with self._lock:
-            seq = self.ledger.last_event_seq()
+            # first: what is committed now is in the records read below; what commits later
+            # (even with a lower seq) stays unapplied and is replayed by the next sync
+            self.ledger.mark_all_applied()
             self.index.clear()
             total = 0
             for rows in self.ledger.iter_records(BATCH):
                 self.index.upsert([point_for(r) for r in rows])
                 total += len(rows)
-            # events up to seq are reflected in the records just read; later ones replay safely
-            self.ledger.set_index_cursor(seq)
-            self._cursor = seq
             return total
+
+    def prune_query_log(self) -> int:
+        """Apply the query log's retention, at most once per PRUNE_SECONDS. Returns rows deleted."""
+        now = time.monotonic()
+        if self.query_log_days <= 0 or (self._pruned_at is not None and now - self._pruned_at < PRUNE_SECONDS):
+            return 0
+        pruned = self.ledger.prune_query_log(time.time() - self.query_log_days * 86_400)
+        self._pruned_at = now  # after it worked: a ledger that was down is tried again next round
+        return pruned
 
     def run(self, stop: threading.Event, tick: float = defaults.INDEXER_TICK) -> None:
         while not stop.is_set():
             try:
                 self.sync()
+                self.prune_query_log()
                 self.last_error = None
             except Exception as exc:  # the ledger may be down for a while: keep going
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, create_engine, delete, event, func
+from sqlalchemy import Engine, create_engine, delete, event, false, func, true, update
 from sqlalchemy.orm import defer
 from sqlmodel import Session, SQLModel, col, select
 
@@ -34,10 +34,12 @@ from sleepd.schema import (
     ItemRow,
     ItemState,
     MetaRow,
+    QueryLogItemRow,
     QueryLogRow,
     RecordRow,
     SourceRow,
     VersionRow,
+    upgrade,
 )
 from sleepd.settings import FileSource, Settings, Source, SqlSource
 
@@ -103,8 +105,11 @@ class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _make_engine(url, immediate=True)
-        self.reader = _make_engine(url, immediate=False) if url.startswith("sqlite") else self.engine
-        SQLModel.metadata.create_all(self.engine)
+        # a read sees one snapshot: SQLite's deferred transactions do; PostgreSQL's READ COMMITTED
+        # takes a new one per statement, so a read of records then items could pair two versions
+        self.reader = (_make_engine(url, immediate=False) if url.startswith("sqlite")
+                       else self.engine.execution_options(isolation_level="REPEATABLE READ"))
+        upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -306,11 +311,17 @@ class Ledger:
                 ChangeRow.status == ChangeStatus.ENQUEUED.value, col(ChangeRow.enqueued_at) >= expired)).one())
 
     def mark_enqueued(self, change_ids: Sequence[int]) -> None:
-        now = time.time()
+        """Start the lease of changes just handed to the broker. Only open ones: a fast worker may
+        have closed a change already (the scheduler marks after sending), and a closed change
+        must stay closed, not run again when its lease runs out. One UPDATE, so PostgreSQL checks
+        the status again on a row a worker is closing at the same moment."""
+        if not change_ids:
+            return
         with self.write() as s:
-            for change in s.exec(select(ChangeRow).where(col(ChangeRow.id).in_(change_ids))).all():
-                change.status, change.enqueued_at = ChangeStatus.ENQUEUED.value, now
-                change.attempts += 1
+            s.exec(update(ChangeRow)  # type: ignore[call-overload]
+                   .where(col(ChangeRow.id).in_(list(change_ids)), col(ChangeRow.status).in_(_OPEN))
+                   .values(status=ChangeStatus.ENQUEUED.value, enqueued_at=time.time(),
+                           attempts=col(ChangeRow.attempts) + 1))
 
     # -- the worker's side ------------------------------------------------------------------
 
@@ -326,6 +337,15 @@ class Ledger:
         with self.read() as s:
             value = s.exec(select(func.max(ChangeRow.id)).where(ChangeRow.item_id == item_id)).one()
         return int(value or 0)
+
+    def forced_open(self, item_id: int, upto: int) -> bool:
+        """Whether a forced refresh of the item, seen by ``upto``, is still open. A forced task runs
+        forced only then: delivered again after its publish (a retry, a lease that ran out), it
+        must publish nothing new, like any other task."""
+        with self.read() as s:
+            return s.exec(select(ChangeRow.id).where(
+                ChangeRow.item_id == item_id, col(ChangeRow.id) <= upto, col(ChangeRow.force).is_(True),
+                col(ChangeRow.status).in_(_OPEN)).limit(1)).first() is not None
 
     def close_if_current(self, item_id: int, content_hash: str, pipeline_version: str, seen_change_id: int) -> bool:
         """If that content is already published by this pipeline, close the changes and say so."""
@@ -413,20 +433,29 @@ class Ledger:
 
     # -- the indexer's side -----------------------------------------------------------------
 
-    def index_cursor(self) -> int:
-        return int(self.get_meta("index_cursor") or 0)
-
-    def set_index_cursor(self, seq: int) -> None:
-        self.set_meta("index_cursor", str(seq))
-
-    def events_after(self, seq: int, limit: int) -> list[IndexEventRow]:
+    def pending_events(self, limit: int) -> list[IndexEventRow]:
+        """Events not applied yet, oldest first. Not "after a cursor": a lower seq can commit after
+        a higher one (PostgreSQL hands out seqs at insert, not at commit), and must not be skipped.
+        Events of one record are written under its item's row lock, so they commit in seq order."""
         with self.read() as s:
-            return list(s.exec(select(IndexEventRow).where(col(IndexEventRow.seq) > seq)
+            return list(s.exec(select(IndexEventRow).where(col(IndexEventRow.applied) == false())
                                .order_by(col(IndexEventRow.seq)).limit(limit)).all())
 
-    def last_event_seq(self) -> int:
+    def mark_applied(self, seqs: Sequence[int]) -> None:
+        with self.write() as s:
+            s.exec(update(IndexEventRow).where(col(IndexEventRow.seq).in_(list(seqs)))  # type: ignore[call-overload]
+                   .values(applied=True))
+
+    def mark_all_applied(self) -> None:
+        """Before a rebuild reads the records: every event committed by now is reflected in them;
+        one still uncommitted stays unapplied and is replayed (replaying is harmless)."""
+        with self.write() as s:
+            s.exec(update(IndexEventRow).where(col(IndexEventRow.applied) == false())  # type: ignore[call-overload]
+                   .values(applied=True))
+
+    def index_lag(self) -> int:
         with self.read() as s:
-            return int(s.exec(select(func.max(IndexEventRow.seq))).one() or 0)
+            return _index_lag(s)
 
     def records_by_id(self, ids: Sequence[str]) -> list[RecordRow]:
         if not ids:
@@ -445,16 +474,18 @@ class Ledger:
             yield rows
             last = rows[-1].id
 
-    def compact_events(self, upto: int) -> None:
-        """Applied events are history nobody reads again."""
+    def compact_events(self) -> int:
+        """Applied events are history nobody reads again; unapplied ones stay, whatever their seq.
+        Returns the number deleted."""
         with self.write() as s:
-            s.exec(delete(IndexEventRow).where(col(IndexEventRow.seq) <= upto))  # type: ignore[call-overload]
+            return _delete_where(s, IndexEventRow, col(IndexEventRow.applied) == true())
 
     # -- the query's side -------------------------------------------------------------------
 
     def current_records(self, ids: Sequence[str]) -> tuple[list[RecordRow], dict[int, ItemRow]]:
         """The candidates that are still the published version of a live item, read in one
-        snapshot (so an item's records all come from one version), with their items."""
+        snapshot (so an item's records all come from one version), with their items. One
+        snapshot on PostgreSQL too: the reader's transactions are REPEATABLE READ."""
         if not ids:
             return [], {}
         with self.read() as s:
@@ -473,7 +504,17 @@ class Ledger:
         latest = str(max(r.at for r in rows))
         with self.write() as s:
             s.add_all(rows)
+            s.flush()
+            s.add_all([QueryLogItemRow(query_id=r.id, item_id=i) for r in rows if r.id is not None
+                       for i in sorted({int(i) for i in json.loads(r.items or "[]")})])
             _set_meta(s, "last_query_at", latest)
+
+    def prune_query_log(self, before: float) -> int:
+        """Delete query-log rows logged before ``before`` (a time.time()); returns how many."""
+        old = select(QueryLogRow.id).where(col(QueryLogRow.at) < before)
+        with self.write() as s:
+            _delete_where(s, QueryLogItemRow, col(QueryLogItemRow.query_id).in_(old))
+            return _delete_where(s, QueryLogRow, col(QueryLogRow.at) < before)
 
     def last_query_at(self) -> float:
         return float(self.get_meta("last_query_at") or 0.0)
@@ -506,11 +547,13 @@ class Ledger:
             _delete_where(s, RecordRow, col(RecordRow.item_id).in_(item_ids))
             s.add_all([IndexEventRow(op="delete", record_id=rid) for rid in record_ids])
             _delete_where(s, ItemRow, col(ItemRow.id).in_(item_ids))
-            purged = set(item_ids)
-            for row in s.exec(select(QueryLogRow)).all():
-                if purged & set(json.loads(row.items)):
-                    s.delete(row)
-                    receipt.query_log += 1
+            # the query text that drew on them: found by the indexed item column, not by reading the log
+            queries = list(s.exec(select(QueryLogItemRow.query_id).distinct()
+                                  .where(col(QueryLogItemRow.item_id).in_(item_ids))).all())
+            for start in range(0, len(queries), 1000):  # bounded IN lists
+                chunk = queries[start:start + 1000]
+                _delete_where(s, QueryLogItemRow, col(QueryLogItemRow.query_id).in_(chunk))
+                receipt.query_log += _delete_where(s, QueryLogRow, col(QueryLogRow.id).in_(chunk))
             if source is not None and pattern is None:
                 src = s.get(SourceRow, source)
                 if src is not None:
@@ -553,14 +596,12 @@ class Ledger:
             queue = s.exec(select(ChangeRow.status, func.count()).where(
                 col(ChangeRow.status).in_(_OPEN)).group_by(ChangeRow.status)).all()
             n_records = int(s.exec(select(func.count()).select_from(RecordRow)).one())
-            last_seq = int(s.exec(select(func.max(IndexEventRow.seq))).one() or 0)
-            cursor_row = s.get(MetaRow, "index_cursor")
+            lag = _index_lag(s)
             purged = _purged_globs(s)
         by_source: dict[str, Counter[str]] = {}
         aggregates: dict[str, Counter[str]] = {}
         for name, state, agg, n in counts:
             (aggregates if agg else by_source).setdefault(name, Counter())[state] = n
-        cursor = int(cursor_row.value) if cursor_row else 0
         report: dict[str, Any] = {
             "sources": [{
                 "name": src.name, "kind": src.kind, "path": _where(src),
@@ -574,13 +615,19 @@ class Ledger:
             } for src in sources],
             "queue": {status: n for status, n in queue},
             "records": n_records,
-            "index_lag": max(0, last_seq - cursor),
+            "index_lag": lag,
         }
         if settings is not None and settings.llm_enabled:
             from sleepd.llm_budget import llm_status
 
             report["llm"] = llm_status(self, settings)
         return report
+
+
+def _index_lag(s: Session) -> int:
+    """Index events not applied yet."""
+    return int(s.exec(select(func.count()).select_from(IndexEventRow)
+                      .where(col(IndexEventRow.applied) == false())).one())
 
 
 def _is_current(item: ItemRow, content_hash: str, pipeline_version: str) -> bool:

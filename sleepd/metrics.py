@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func
+from sqlalchemy import case, false, func
 from sqlmodel import Session, col, select
 
 from sleepd import defaults
@@ -31,7 +31,6 @@ from sleepd.schema import (
     IndexEventRow,
     ItemRow,
     ItemState,
-    MetaRow,
     QueryLogRow,
     RecordRow,
     SourceRow,
@@ -158,10 +157,10 @@ def _tokens_and_index(s: Session) -> Iterator[Metric]:
     tokens.add_metric(["active"], total - revoked)
     tokens.add_metric(["revoked"], revoked)
     yield tokens
-    last_seq = int(s.exec(select(func.max(IndexEventRow.seq))).one() or 0)
-    cursor = s.get(MetaRow, "index_cursor")
+    unapplied = int(s.exec(select(func.count()).select_from(IndexEventRow)
+                           .where(col(IndexEventRow.applied) == false())).one())
     lag = GaugeMetricFamily("sleepd_index_lag", "Ledger events the vector index has not applied yet.")
-    lag.add_metric([], max(0, last_seq - (int(cursor.value) if cursor else 0)))
+    lag.add_metric([], unapplied)
     yield lag
 
 

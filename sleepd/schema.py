@@ -5,9 +5,11 @@ Lists and dicts are stored as JSON text so one schema serves every database.
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Engine, LargeBinary, Text, UniqueConstraint, inspect, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -19,12 +21,14 @@ __all__ = [
     "ItemState",
     "LlmUsageRow",
     "MetaRow",
+    "QueryLogItemRow",
     "QueryLogRow",
     "RecordRow",
     "SourceRow",
     "TokenRow",
     "TokenStateRow",
     "VersionRow",
+    "upgrade",
 ]
 
 
@@ -134,12 +138,16 @@ class RecordRow(SQLModel, table=True):
 
 
 class IndexEventRow(SQLModel, table=True):
-    """What the single indexer must apply to the vector index, in order."""
+    """What the single indexer must apply to the vector index, in order.
+
+    The indexer follows ``applied``, not a cursor over ``seq``: on PostgreSQL two publishers can
+    commit a lower seq after a higher one, and a cursor would have passed it already."""
 
     __tablename__ = "index_events"
     seq: int | None = Field(default=None, primary_key=True)
     op: str
     record_id: str
+    applied: bool = Field(default=False, index=True)
 
 
 class MetaRow(SQLModel, table=True):
@@ -170,15 +178,25 @@ class AuditRow(SQLModel, table=True):
 class QueryLogRow(SQLModel, table=True):
     __tablename__ = "query_log"
     id: int | None = Field(default=None, primary_key=True)
-    at: float
+    #: indexed: retention deletes by age
+    at: float = Field(index=True)
     principal: str
     query: str = Field(sa_column=Column(Text, nullable=False))
     budget: int
     tokens_used: int
     n_records: int
     latency_ms: float
-    #: items the answer drew on, so a purge can drop the query text that mentions them
+    #: items the answer drew on (also in ``query_log_items``, where a purge finds them by SQL)
     items: str = "[]"
+
+
+class QueryLogItemRow(SQLModel, table=True):
+    """One item a logged query drew on: a purge finds the query text to drop with one indexed
+    lookup instead of reading the whole log inside its write transaction."""
+
+    __tablename__ = "query_log_items"
+    query_id: int = Field(primary_key=True)
+    item_id: int = Field(primary_key=True, index=True)
 
 
 class LlmUsageRow(SQLModel, table=True):
@@ -212,3 +230,42 @@ class TokenStateRow(SQLModel, table=True):
     last_used_at: float | None = None
     revoked_at: float | None = None
     revoked_by: str | None = None
+
+
+def upgrade(engine: Engine) -> None:
+    """Create the tables, and bring a ledger written by an older sleepd up to them: ``create_all``
+    adds missing tables, never a column or an index of a table that exists."""
+    inspector = inspect(engine)
+    had_log = inspector.has_table(QueryLogRow.__tablename__)
+    log_indexed = had_log and "ix_query_log_at" in {i["name"] for i in inspector.get_indexes("query_log")}
+    had_log_items = inspector.has_table(QueryLogItemRow.__tablename__)
+    old_events = (inspector.has_table(IndexEventRow.__tablename__)
+                  and "applied" not in {c["name"] for c in inspector.get_columns(IndexEventRow.__tablename__)})
+    SQLModel.metadata.create_all(engine)
+    if old_events:
+        _add_applied(engine)
+    if had_log and not (log_indexed and had_log_items):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE INDEX IF NOT EXISTS ix_query_log_at ON query_log (at)"))
+                if not had_log_items:  # the items of queries logged before, found by SQL from now on
+                    pairs = {(qid, int(iid)) for qid, items in conn.execute(text("SELECT id, items FROM query_log"))
+                             for iid in json.loads(items or "[]")}
+                    if pairs:
+                        conn.execute(text("INSERT INTO query_log_items (query_id, item_id) VALUES (:q, :i)"),
+                                     [{"q": q, "i": i} for q, i in sorted(pairs)])
+        except IntegrityError:  # another process starting at the same moment filled it first
+            pass
+
+
+def _add_applied(engine: Engine) -> None:
+    """Events up to the old cursor were applied; those after it (or skipped by it) are not."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE index_events ADD COLUMN applied BOOLEAN NOT NULL DEFAULT false"))
+            cursor = conn.execute(text("SELECT value FROM meta WHERE key = 'index_cursor'")).scalar()
+            conn.execute(text("UPDATE index_events SET applied = true WHERE seq <= :c"), {"c": int(cursor or 0)})
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_index_events_applied ON index_events (applied)"))
+    except DBAPIError:  # another process (the worker, the daemon) upgraded it first
+        if "applied" not in {c["name"] for c in inspect(engine).get_columns(IndexEventRow.__tablename__)}:
+            raise

@@ -31,7 +31,7 @@ class Service:
         self.settings = settings
         self.ledger = ledger
         self.index = index
-        self.indexer = Indexer(ledger, index)
+        self.indexer = Indexer(ledger, index, settings.query_log_days)
         self._embedder = embedder
         self._engine: QueryEngine | None = None
         self._roots_read = -ROOTS_SECONDS

@@ -100,6 +100,8 @@ class Settings:
     llm_timeout_seconds: float = defaults.LLM_TIMEOUT_SECONDS
     llm_price_per_1k_input: float = defaults.LLM_PRICE_PER_1K
     llm_price_per_1k_output: float = defaults.LLM_PRICE_PER_1K
+    #: query-log rows older than this many days are deleted (0 keeps them); the indexer prunes
+    query_log_days: float = defaults.QUERY_LOG_DAYS
 
     @property
     def llm_enabled(self) -> bool:
@@ -138,7 +140,7 @@ _SCALARS: dict[str, type] = {
     "tokenizer": str, "embedded_worker": bool, "worker_command": str, "embed_backend": str,
     "llm_base_url": str, "llm_model": str, "llm_api_key": str, "llm_daily_tokens": int,
     "llm_source_daily_tokens": int, "llm_timeout_seconds": float, "llm_price_per_1k_input": float,
-    "llm_price_per_1k_output": float,
+    "llm_price_per_1k_output": float, "query_log_days": float,
 }
 
 
@@ -266,6 +268,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if values.get("embed_backend", defaults.EMBED_BACKEND) not in defaults.EMBED_BACKENDS:
         raise ConfigError(f"Config 'embed_backend' has value {values['embed_backend']!r}. "
                           f"Supported: {', '.join(repr(b) for b in defaults.EMBED_BACKENDS)}.")
+    if values.get("query_log_days", 0) < 0:
+        raise ConfigError(f"Config 'query_log_days' has value {values['query_log_days']!r}. "
+                          "Must be 0 (keep the query log) or more days.")
     if values.get("max_staleness_seconds", 1.0) <= 0:
         raise ConfigError(f"Config 'max_staleness_seconds' has value {values['max_staleness_seconds']!r}. "
                           "Must be positive.")

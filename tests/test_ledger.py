@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event, text
 from sqlmodel import select
 
-from sleepd.ledger import Ledger
+from sleepd.ledger import Ledger, record_id
 from sleepd.records import Draft, Evidence, RecordKind
-from sleepd.schema import ChangeRow, IndexEventRow, ItemState, QueryLogRow, RecordRow, VersionRow
+from sleepd.schema import (
+    ChangeRow,
+    ChangeStatus,
+    IndexEventRow,
+    ItemState,
+    QueryLogItemRow,
+    QueryLogRow,
+    RecordRow,
+    VersionRow,
+)
 from sleepd.settings import FileSource
 
 PV = "test-pipeline"
@@ -201,3 +213,113 @@ def test_outdated_pipeline_items_are_queued_lazily_most_queried_first(led: Ledge
     assert led.queue_outdated("new-pipeline", 10) == 2  # not the one already queued
     assert led.queue_outdated("new-pipeline", 10) == 0
     assert len(led.due_changes(10, lease_seconds=60)) == 3
+
+
+def test_a_change_the_worker_closed_before_mark_enqueued_stays_closed(led: Ledger) -> None:
+    """The scheduler marks changes after sending them; a fast worker may have finished first."""
+    led.observe("repo", "a.py", "h1", 1, 1)
+    iid = item_id(led)
+    due = led.due_changes(10, lease_seconds=60)  # the scheduler picks the change and sends it
+    ds, vs = drafts(1, "v1")
+    assert led.publish_version(iid, "h1", PV, ds, vs, ["team"], led.last_change_id(iid)) == 1  # the worker
+    led.mark_enqueued([c.id for c in due if c.id is not None])  # the scheduler, after send returned
+    change = led.change(due[0].id or 0)
+    assert change is not None and change.status == ChangeStatus.DONE.value and change.attempts == 0
+    assert led.in_flight(60) == 0  # holds no max_in_flight slot
+    assert led.due_changes(10, lease_seconds=0) == []  # and never runs again
+    item = led.item(iid)
+    assert item is not None and item.state == ItemState.ENRICHED.value and item.version == 1
+
+
+def test_current_records_reads_one_snapshot_while_a_version_is_published(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL: a publisher commits v2 between the read of the records and the read of their
+    items. The read must still pair v1 records with the v1 item (READ COMMITTED paired them with v2
+    and dropped them all as stale)."""
+    led, other = Ledger(pg_url), Ledger(pg_url)
+    try:
+        led.save_source(FileSource(name="repo", path=tmp_path, access=("team",)))
+        led.observe("repo", "a.py", "h1", 1, 1)
+        iid = item_id(led)
+        ds, vs = drafts(3, "v1")
+        led.publish_version(iid, "h1", PV, ds, vs, ["team"], led.last_change_id(iid))
+        ids = [record_id(iid, 1, n) for n in range(3)]
+        other.observe("repo", "a.py", "h2", 1, 2)
+        seen = other.last_change_id(iid)
+        published: list[int | None] = []
+
+        def between(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if not published and "FROM items" in statement:
+                ds2, vs2 = drafts(2, "v2")
+                published.append(other.publish_version(iid, "h2", PV, ds2, vs2, ["team"], seen))
+
+        event.listen(led.engine, "before_cursor_execute", between)
+        rows, items = led.current_records(ids)
+        event.remove(led.engine, "before_cursor_execute", between)
+        assert published == [2]
+        assert sorted(r.id for r in rows) == sorted(ids) and items[iid].version == 1
+        rows, items = led.current_records(ids)  # the next read sees v2: the v1 records are gone
+        assert rows == [] and items == {}
+    finally:
+        led.close()
+        other.close()
+
+
+def test_purge_finds_the_query_log_rows_by_sql(led: Ledger) -> None:
+    """Only the query-log rows that drew on purged items are read and deleted, not the whole log."""
+    ids = {}
+    for key in ("a.py", "b.py"):
+        led.observe("repo", key, "h1", 1, 1)
+        ids[key] = item_id(led, key)
+    a, b = ids["a.py"], ids["b.py"]
+    led.log_query(*(QueryLogRow(at=1.0, principal="p", query=f"q{items}", budget=100, tokens_used=1, n_records=1,
+                                latency_ms=1.0, items=items) for items in (f"[{a}]", f"[{b}]", f"[{b}, {a}]", "[]")))
+    statements: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(led.engine, "before_cursor_execute", capture)
+    receipt, _ = led.purge("repo", "a.py")
+    event.remove(led.engine, "before_cursor_execute", capture)
+    assert receipt.query_log == 2
+    assert not [st for st in statements if re.search(r"^SELECT .* FROM query_log(?! *WHERE)(?!_items)", st)]
+    with led.read() as s:
+        assert sorted(s.exec(select(QueryLogRow.query)).all()) == sorted(["q[]", f"q[{b}]"])
+        assert s.exec(select(QueryLogItemRow.item_id)).all() == [b]
+
+
+def test_prune_query_log_deletes_rows_older_than_the_cutoff(led: Ledger) -> None:
+    led.observe("repo", "a.py", "h1", 1, 1)
+    iid = item_id(led)
+    led.log_query(*(QueryLogRow(at=at, principal="p", query=f"q{at}", budget=100, tokens_used=1, n_records=1,
+                                latency_ms=1.0, items=f"[{iid}]") for at in (10.0, 20.0, 30.0)))
+    assert led.prune_query_log(before=25.0) == 2
+    assert led.prune_query_log(before=25.0) == 0
+    with led.read() as s:
+        assert s.exec(select(QueryLogRow.at)).all() == [30.0]
+        assert len(s.exec(select(QueryLogItemRow)).all()) == 1  # the pruned rows' items went with them
+    receipt, _ = led.purge("repo", "a.py")
+    assert receipt.query_log == 1
+
+
+def test_a_ledger_of_the_cursor_era_is_upgraded(led: Ledger) -> None:
+    """An older ledger (a seq cursor, no query-log items) opens: events up to the cursor count as
+    applied, the rest not; queries logged before are still found by a purge."""
+    led.observe("repo", "a.py", "h1", 1, 1)
+    iid = item_id(led)
+    ds, vs = drafts(4, "v1")
+    led.publish_version(iid, "h1", PV, ds, vs, ["team"], led.last_change_id(iid))
+    led.log_query(QueryLogRow(at=1.0, principal="p", query="q", budget=100, tokens_used=1, n_records=1,
+                              latency_ms=1.0, items=f"[{iid}]"))
+    with led.engine.begin() as conn:  # what an older sleepd left behind
+        conn.execute(text("DROP INDEX ix_index_events_applied"))
+        conn.execute(text("ALTER TABLE index_events DROP COLUMN applied"))
+        conn.execute(text("DROP TABLE query_log_items"))
+        first = conn.execute(text("SELECT min(seq) FROM index_events")).scalar()
+        conn.execute(text("INSERT INTO meta (key, value) VALUES ('index_cursor', :c)"), {"c": str(first + 1)})
+    again = Ledger(led.url)
+    try:
+        assert again.status()["index_lag"] == 2
+        assert again.purge("repo", "a.py")[0].query_log == 1
+    finally:
+        again.close()

@@ -141,7 +141,7 @@ def test_a_change_past_max_staleness_goes_while_queries_keep_arriving(
 
     wait_for(forced, timeout=15, interval=0.1, what="the stale change forced out while queries arrive")
     assert time.time() - observed >= 1.0, "forced only once it was older than max staleness"
-    assert broker.items == [ids["a.py"]] and questions > 2
+    assert broker.items == [ids["a.py"]] and questions >= 2  # a question came just before each tick
     assert scheduler.state == SchedulerState.FORCING_STALE and scheduler.forced == 1
     assert scheduler.reason is not None and "queries in the last 10 s" in scheduler.reason
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from sleepd.ledger import Ledger
 from sleepd.scheduler import Scheduler, SchedulerState
 from sleepd.schema import ItemState, RecordRow
 from sleepd.service import Service
-from sleepd.settings import FileSource, Settings
+from sleepd.settings import FileSource, Settings, SqlSource, SqlTable
 from sleepd.watchers import Watchers
 from tests.helpers import free_port, wait_for
 from workers.app import configure
@@ -239,4 +240,74 @@ def test_a_batch_embeds_together_but_publishes_and_fails_each_item_alone(
                                    atol=1e-4)
     assert [o.status for o in run_batch(ledger, embedder, settings, batch)] == [
         "unchanged", "failed", "unchanged", "unchanged"]  # a redelivered batch publishes nothing
+    ledger.close()
+
+
+def test_an_unexpected_error_fails_its_item_and_the_batchmates_publish(
+        make_settings: Callable[..., Settings], tmp_path: Path, pg_url: str, embedder: Embedder) -> None:
+    """Not only ItemError: any error of one item (here PostgreSQL refusing a NUL that sits past the
+    binary sniff) fails that item with its error, closes its change, and the others publish."""
+    settings = make_settings(database_url=pg_url)
+    ledger = Ledger(pg_url)
+    write_repo(tmp_path / "repo")
+    (tmp_path / "repo" / "late_nul.py").write_text("x = 1\n" * 2000 + "y = '\0'\n")
+    ledger.save_source(FileSource(name="repo", path=tmp_path / "repo"))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    items = ledger.known_items("repo")
+    keys = ("mod0.py", "late_nul.py", "mod1.py", "mod2.py")
+    due = ledger.due_changes(10, settings.lease_seconds)
+    ledger.mark_enqueued([c.id for c in due if c.id is not None])
+    outcomes = run_batch(ledger, embedder, settings, [(items[k].id or 0, False) for k in keys])
+    assert [o.status for o in outcomes] == ["published", "failed", "published", "published"]
+    assert "NUL" in (outcomes[1].error or "") and len(outcomes[1].error or "") < 1000
+    after = ledger.known_items("repo")
+    assert after["late_nul.py"].state == ItemState.FAILED.value and "NUL" in (after["late_nul.py"].error or "")
+    assert all(after[k].state == ItemState.ENRICHED.value for k in keys if k != "late_nul.py")
+    assert ledger.in_flight(settings.lease_seconds) == 0, "every change closed: nothing re-runs after its lease"
+    ledger.close()
+
+
+def test_a_redelivered_forced_task_publishes_once(make_settings: Callable[..., Settings], tmp_path: Path,
+                                                  embedder: Embedder) -> None:
+    """A forced refresh re-enriches once; the same task delivered again (a retry after a crash, the
+    lease ran out) finds its change closed and publishes nothing new."""
+    settings = make_settings()
+    ledger = Ledger(settings.database_url)
+    write_repo(tmp_path / "repo", n=1)
+    ledger.save_source(FileSource(name="repo", path=tmp_path / "repo"))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    iid = ledger.known_items("repo")["mod0.py"].id or 0
+    assert [o.status for o in run_batch(ledger, embedder, settings, [(iid, False)])] == ["published"]
+    assert ledger.request_refresh("repo", "mod0.py", force=True) == 1
+    assert [o.version for o in run_batch(ledger, embedder, settings, [(iid, True), (iid, True)])] == [2, 2]
+    assert [o.status for o in run_batch(ledger, embedder, settings, [(iid, True)])] == ["unchanged"]
+    assert ledger.known_items("repo")["mod0.py"].version == 2
+    ledger.close()
+
+
+def test_a_transient_error_retries_its_item_alone(make_settings: Callable[..., Settings], tmp_path: Path,
+                                                  embedder: Embedder) -> None:
+    """A real worker gets a batch whose sql item's database is unreachable: the file items publish
+    at once, the sql item is retried (not failed) and publishes once its database is back."""
+    settings = make_settings()
+    ledger = Ledger(settings.database_url)
+    write_repo(tmp_path / "repo", n=2)
+    db = tmp_path / "crm.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, plan TEXT)")
+        conn.execute("INSERT INTO users VALUES (1, 'Ada Lovelace', 'enterprise')")
+    conn.close()
+    ledger.save_source(FileSource(name="repo", path=tmp_path / "repo"))
+    ledger.save_source(SqlSource(name="crm", url=f"sqlite:///{db}", tables=(SqlTable("users", "id"),)))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    files, account = ledger.known_items("repo"), ledger.known_items("crm")["1"]
+    db.rename(tmp_path / "crm.away")  # the database goes away before the worker reads it
+    with worker_thread(settings):
+        sender(settings)([(files["mod0.py"].id or 0, False), (account.id or 0, False),
+                          (files["mod1.py"].id or 0, False)])
+        wait_for(lambda: all_enriched(ledger, "repo", 2), timeout=20, what="the file items, while crm is down")
+        assert ledger.known_items("crm")["1"].state == ItemState.PENDING.value  # retried, not failed
+        (tmp_path / "crm.away").rename(db)
+        wait_for(lambda: all_enriched(ledger, "crm", 1), timeout=30, what="the account, once crm is back")
+    assert {k: i.version for k, i in ledger.known_items("repo").items()} == {"mod0.py": 1, "mod1.py": 1}
     ledger.close()

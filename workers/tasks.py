@@ -10,10 +10,14 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
+from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import OperationalError
 
 from sleepd import defaults
@@ -44,6 +48,14 @@ PIPELINE_VERSION = f"det-5/{MODEL_NAME}"
 TASK_NAME = "sleepd.enrich_items"
 #: bytes looked at for NUL to call a file binary (what git and grep do)
 BINARY_SNIFF = 8192
+#: errors that pass (the ledger or an sql source unreachable): the item is retried with backoff;
+#: any other error fails only the item it happened to
+TRANSIENT = (OperationalError, Unavailable)
+#: a task's retries of its items' transient errors, and the longest wait between two (seconds)
+MAX_RETRIES = 10
+MAX_BACKOFF_SECONDS = 60
+#: an item's error is cut to this (a driver's message can carry a whole SQL statement)
+MAX_ERROR_CHARS = 500
 
 
 def pipeline_version(settings: Settings) -> str:
@@ -98,12 +110,14 @@ def _load(source: Source, key: str, settings: Settings) -> tuple[str, str, tuple
 
 @dataclass
 class Outcome:
-    status: str  # published | unchanged | deleted | failed | missing
+    status: str  # published | unchanged | deleted | failed | missing | retry
     version: int | None = None
     records: int = 0
     error: str | None = None
     #: the LLM layer's outcome (ok, malformed, budget_exhausted, unavailable), None without one
     llm: str | None = None
+    #: with status "retry": the transient error, which the task retries for this item alone
+    exc: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -131,27 +145,83 @@ def run_batch(ledger: Ledger, embedder: Embedder, settings: Settings,
               items: Sequence[tuple[int, bool]]) -> list[Outcome]:
     """Enrich several items: each is read, enriched and published on its own (atomic, idempotent),
     but their records are embedded in one call, which runs the model at its batch speed (one call
-    per small item ran at about half of it on these 2 cores)."""
-    prepared = [_prepare(ledger, embedder, settings, item_id, force) for item_id, force in items]
-    ready = [p for p in prepared if isinstance(p, _Ready)]
-    vectors = embedder.encode([d.text for r in ready for d in r.drafts])
-    offset = 0
-    published: dict[int, Outcome] = {}
+    per small item ran at about half of it on these 2 cores). Each item succeeds or fails alone:
+    an unexpected error fails that item with its error; a transient one gives it a "retry" outcome.
+    An item named twice runs once (forced if either asks)."""
+    wanted: dict[int, bool] = {}
+    for item_id, force in items:
+        wanted[item_id] = wanted.get(item_id, False) or force
+    results: dict[int, Outcome] = {}
+    ready: list[_Ready] = []
+    for item_id, force in wanted.items():
+        seen = ledger.last_change_id(item_id)  # every change up to here is older than what we read
+        prepared = _guarded(ledger, item_id, seen, partial(_prepare, ledger, embedder, settings, item_id, force, seen))
+        if isinstance(prepared, _Ready):
+            ready.append(prepared)
+        else:
+            results[item_id] = prepared
+    for r, vectors in zip(ready, _embed(embedder, ready), strict=True):
+        outcome = _guarded(ledger, r.item_id, r.seen, partial(_publish, ledger, r, vectors))
+        assert isinstance(outcome, Outcome)
+        results[r.item_id] = outcome
+    return [results[item_id] for item_id, _ in items]
+
+
+def _embed(embedder: Embedder, ready: Sequence[_Ready]) -> list[npt.NDArray[np.float32] | Exception]:
+    """Each item's vectors, from one call for the batch; if that call fails, one call per item, so
+    an item the model cannot take fails alone."""
+    try:
+        vectors = embedder.encode([d.text for r in ready for d in r.drafts])
+    except Exception:
+        log.exception("embedding a batch of %d items failed: embedding them one by one", len(ready))
+    else:
+        offsets = np.cumsum([0] + [len(r.drafts) for r in ready])
+        return [vectors[offsets[i]:offsets[i + 1]] for i in range(len(ready))]
+    out: list[npt.NDArray[np.float32] | Exception] = []
     for r in ready:
-        mine, offset = vectors[offset:offset + len(r.drafts)], offset + len(r.drafts)
-        version = ledger.publish_version(r.item_id, r.digest, r.target, r.drafts, mine, r.access, r.seen,
-                                         force=r.force)
-        published[id(r)] = (Outcome("unchanged", version=r.version, llm=r.llm) if version is None else
-                            Outcome("published", version=version, records=len(r.drafts), llm=r.llm))
-    return [published[id(p)] if isinstance(p, _Ready) else p for p in prepared]
+        try:
+            out.append(embedder.encode([d.text for d in r.drafts]))
+        except Exception as exc:  # raised again by _publish, inside _guarded: this item fails
+            out.append(exc)
+    return out
 
 
-def _prepare(ledger: Ledger, embedder: Embedder, settings: Settings, item_id: int, force: bool) -> Outcome | _Ready:
+def _publish(ledger: Ledger, r: _Ready, vectors: npt.NDArray[np.float32] | Exception) -> Outcome:
+    if isinstance(vectors, Exception):
+        raise vectors
+    version = ledger.publish_version(r.item_id, r.digest, r.target, r.drafts, vectors, r.access, r.seen,
+                                     force=r.force)
+    if version is None:
+        return Outcome("unchanged", version=r.version, llm=r.llm)
+    return Outcome("published", version=version, records=len(r.drafts), llm=r.llm)
+
+
+def _guarded(ledger: Ledger, item_id: int, seen: int, step: Callable[[], Outcome | _Ready]) -> Outcome | _Ready:
+    """Run one item's step so that its error stays its own: a transient error becomes a "retry"
+    outcome, any other fails the item (its changes closed, the error shown in status)."""
+    try:
+        return step()
+    except TRANSIENT as exc:
+        return Outcome("retry", error=_describe(exc), exc=exc)
+    except Exception as exc:
+        log.exception("item %s failed", item_id)
+        message = _describe(exc)
+        ledger.fail_item(item_id, message, seen)
+        return Outcome("failed", error=message)
+
+
+def _describe(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:MAX_ERROR_CHARS]
+
+
+def _prepare(ledger: Ledger, embedder: Embedder, settings: Settings, item_id: int, force: bool,
+             seen: int) -> Outcome | _Ready:
     """Everything but embedding and publishing: an Outcome when the item needs neither."""
     item = ledger.item(item_id)
     if item is None:
         return Outcome("missing")
-    seen = ledger.last_change_id(item_id)  # every change up to here is older than what we read
+    force = force and ledger.forced_open(item_id, seen)
     source = ledger.get_source(item.source)
     if source is None:
         return Outcome("missing")
@@ -214,7 +284,8 @@ def _run_aggregate(ledger: Ledger, embedder: Embedder, settings: Settings, sourc
 def enrich_pending(service: Service, embedder: Embedder,
                    on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Drain the queue in this process: run S(c) for every open change now, exactly as a worker
-    would, then apply the index events. For tests and ``sleepd bench``; the daemon uses Celery."""
+    would, then apply the index events. For tests and ``sleepd bench``; the daemon uses Celery.
+    A transient error (an sql source unreachable) is raised once its batchmates are published."""
     outcomes = []
     while True:
         due = service.ledger.due_changes(100, lease_seconds=3600)
@@ -223,12 +294,15 @@ def enrich_pending(service: Service, embedder: Embedder,
         service.ledger.mark_enqueued([c.id for c in due if c.id is not None])
         for start in range(0, len(due), defaults.BATCH_ITEMS):  # as the scheduler hands them out
             batch = due[start:start + defaults.BATCH_ITEMS]
-            for change, outcome in zip(batch, run_batch(service.ledger, embedder, service.settings,
-                                                        [(c.item_id, c.force) for c in batch]), strict=True):
+            done = run_batch(service.ledger, embedder, service.settings, [(c.item_id, c.force) for c in batch])
+            for change, outcome in zip(batch, done, strict=True):
                 then_aggregates(service.ledger, change.item_id)
                 outcomes.append(outcome)
                 if on_outcome is not None:
                     on_outcome(outcome)
+            transient = next((o.exc for o in done if o.exc is not None), None)
+            if transient is not None:
+                raise transient
     service.indexer.sync()
     return outcomes
 
@@ -245,9 +319,12 @@ def _ledger(url: str) -> Ledger:
 
 
 @app.task(name=TASK_NAME, bind=True, autoretry_for=(OperationalError, Unavailable), retry_backoff=True,
-          retry_backoff_max=60, max_retries=10)
-def enrich_items(self: object, items: list[list[Any]]) -> list[str]:
-    """S(c) for a batch of ``[item_id, force]`` pairs (see :func:`run_batch`)."""
+          retry_backoff_max=MAX_BACKOFF_SECONDS, max_retries=MAX_RETRIES)
+def enrich_items(self: Any, items: list[list[Any]]) -> list[str]:
+    """S(c) for a batch of ``[item_id, force]`` pairs (see :func:`run_batch`). Items that met a
+    transient error are retried alone, with backoff (their batchmates are done); after the last
+    retry they fail with that error. An error that escapes (the ledger down) retries the whole
+    batch, which is idempotent: what was published is found current."""
     settings = current_settings()
     ledger = _ledger(settings.database_url)
     pairs = [(int(item_id), bool(force)) for item_id, force in items]
@@ -256,4 +333,12 @@ def enrich_items(self: object, items: list[list[Any]]) -> list[str]:
         then_aggregates(ledger, item_id)
         log.info("item %s: %s v%s (%s records)%s%s", item_id, outcome.status, outcome.version, outcome.records,
                  f" error: {outcome.error}" if outcome.error else "", f" llm: {outcome.llm}" if outcome.llm else "")
+    again = [(pair, o) for pair, o in zip(pairs, outcomes, strict=True) if o.status == "retry"]
+    if again and self.request.retries < MAX_RETRIES:
+        countdown = get_exponential_backoff_interval(factor=1, retries=self.request.retries,
+                                                     maximum=int(MAX_BACKOFF_SECONDS), full_jitter=True)
+        raise self.retry(args=[[list(pair) for pair, _ in again]], exc=again[0][1].exc, countdown=countdown)
+    for (item_id, _), outcome in again:
+        ledger.fail_item(item_id, f"gave up after {MAX_RETRIES} retries: {outcome.error}",
+                         ledger.last_change_id(item_id))
     return [o.status for o in outcomes]
