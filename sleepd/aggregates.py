@@ -26,7 +26,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from sleepd.languages import language_for
-from sleepd.schema import ChangeRow, ChangeStatus, ItemRow, ItemState, RecordRow
+from sleepd.schema import AGGREGATE_PREFIX, ChangeRow, ChangeStatus, ItemRow, ItemState, RecordRow
 from sleepd.settings import FileSource, Source
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ __all__ = [
     "split_rows",
 ]
 
-#: keys of synthetic items; watchers never list them, so a rescan never deletes them as missing
-AGGREGATE_PREFIX = "@aggregate/"
 REPO_MAP = "repo_map"
 PACKAGE_SUMMARY = "package_summary"
 TEST_MAP = "test_map"

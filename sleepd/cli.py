@@ -185,6 +185,7 @@ def status(as_json: bool) -> None:
     """Sources and their items by state, the scheduler and its queue, failures, the daemon."""
     from sleepd.client import Client
     from sleepd.ledger import Ledger
+    from sleepd.llm_budget import status_report
     from sleepd.scheduler import backlog
 
     settings = _settings()
@@ -197,7 +198,7 @@ def status(as_json: bool) -> None:
     else:
         ledger = Ledger(settings.database_url)
         try:
-            report = ledger.status(settings)
+            report = status_report(ledger, settings)
             now = time.time()
             report["scheduler"] = {"state": "not running",
                                    "queue": [b.as_dict(now) for b in backlog(ledger, settings)]}

@@ -24,9 +24,9 @@ from sqlalchemy import Engine, create_engine, delete, event, false, func, true, 
 from sqlalchemy.orm import defer
 from sqlmodel import Session, SQLModel, col, select
 
-from sleepd.aggregates import AGGREGATE_PREFIX
 from sleepd.records import Draft
 from sleepd.schema import (
+    AGGREGATE_PREFIX,
     AuditRow,
     ChangeRow,
     ChangeStatus,
@@ -41,7 +41,7 @@ from sleepd.schema import (
     VersionRow,
     upgrade,
 )
-from sleepd.settings import FileSource, Settings, Source, SqlSource
+from sleepd.settings import FileSource, Source, SqlSource
 
 __all__ = ["Ledger", "PurgeReceipt"]
 
@@ -583,9 +583,9 @@ class Ledger:
             _set_meta(s, PURGED_META, json.dumps(excluded))
             return 1
 
-    def status(self, settings: Settings | None = None) -> dict[str, Any]:
-        """Sources, items by state, the queue, records, index lag; with ``settings`` that configure
-        the LLM layer, an ``llm`` block too (model, tokens today, budget left, calls, drops)."""
+    def status(self) -> dict[str, Any]:
+        """Sources, items by state, the queue, records, index lag (the LLM layer's block is added
+        by :func:`sleepd.llm_budget.status_report`, which sits above the ledger)."""
         with self.read() as s:
             sources = s.exec(select(SourceRow).order_by(SourceRow.name)).all()
             is_agg = col(ItemRow.key).like(AGGREGATE_PREFIX + "%")
@@ -617,10 +617,6 @@ class Ledger:
             "records": n_records,
             "index_lag": lag,
         }
-        if settings is not None and settings.llm_enabled:
-            from sleepd.llm_budget import llm_status
-
-            report["llm"] = llm_status(self, settings)
         return report
 
 

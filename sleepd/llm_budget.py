@@ -12,17 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from sleepd import defaults
+from sleepd.ledger import Ledger
 from sleepd.schema import LlmUsageRow
 from sleepd.settings import Settings
-
-if TYPE_CHECKING:
-    from sleepd.ledger import Ledger
 
 __all__ = [
     "LLM_MARK",
@@ -38,6 +36,7 @@ __all__ = [
     "reserve",
     "settle",
     "settle_outcome",
+    "status_report",
     "usage_today",
 ]
 
@@ -211,3 +210,12 @@ def llm_status(ledger: Ledger, settings: Settings) -> dict[str, Any]:
         "tokens_by_source": {name: int(n or 0) for name, n in by_source},
         "recent_skips": [{"item_id": r.item_id, "outcome": r.outcome, "reason": r.error} for r in skipped],
     }
+
+
+def status_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
+    """The ledger's status, with an ``llm`` block when ``settings`` configure the LLM layer (model,
+    tokens today, budget left, calls, drops)."""
+    report = ledger.status()
+    if settings.llm_enabled:
+        report["llm"] = llm_status(ledger, settings)
+    return report

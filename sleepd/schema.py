@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "AGGREGATE_PREFIX",
     "AuditRow",
     "ChangeRow",
     "ChangeStatus",
@@ -30,6 +31,11 @@ __all__ = [
     "VersionRow",
     "upgrade",
 ]
+
+
+#: keys of synthetic items (repository map, portfolio...): watchers never list them, so a rescan
+#: never deletes them as missing. Here, below the ledger, which needs it as much as the aggregates do
+AGGREGATE_PREFIX = "@aggregate/"
 
 
 class ItemState(str, Enum):

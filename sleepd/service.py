@@ -15,6 +15,7 @@ from sleepd.errors import BadRequest, Forbidden, NotFound
 from sleepd.index import VectorIndex, open_index
 from sleepd.indexer import Indexer
 from sleepd.ledger import Ledger
+from sleepd.llm_budget import status_report
 from sleepd.query import QueryEngine, QueryResult
 from sleepd.settings import FileSource, Settings
 from sleepd.tokens import get_tokenizer
@@ -71,7 +72,7 @@ class Service:
         return self.engine.query(q, budget, principal)
 
     def status(self) -> dict[str, Any]:
-        status = self.ledger.status(self.settings)
+        status = status_report(self.ledger, self.settings)
         if self.extra_status is not None:
             status.update(self.extra_status())
         return status

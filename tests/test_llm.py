@@ -22,6 +22,7 @@ from sleepd.cli import cli
 from sleepd.embed import Embedder
 from sleepd.errors import ConfigError
 from sleepd.ledger import Ledger
+from sleepd.llm_budget import status_report
 from sleepd.records import RecordKind
 from sleepd.scheduler import Scheduler
 from sleepd.schema import ItemRow, LlmUsageRow, RecordRow
@@ -217,7 +218,7 @@ def test_good_answer_publishes_verified_records_and_records_usage(
     assert enrich(ledger, embedder, llm_settings, billing()).status == "unchanged"
     assert len(fake_llm.requests) == 1
 
-    status = ledger.status(llm_settings)["llm"]
+    status = status_report(ledger, llm_settings)["llm"]
     assert status["model"] == "fake-model" and status["tokens_today"] == 1444 and status["calls"] == 1
     assert status["budget_left"] == llm_settings.llm_daily_tokens - 1444
     assert "sk-test" not in json.dumps(status) and "sk-test" not in repr(llm_settings)
@@ -242,7 +243,7 @@ def test_made_up_evidence_is_dropped_and_counted(
     assert not any("audit" in r.text or "half real" in r.text for r in rows)
     (row,) = usage(ledger)
     assert row.dropped == 4
-    assert ledger.status(llm_settings)["llm"]["dropped_claims"] == 4
+    assert status_report(ledger, llm_settings)["llm"]["dropped_claims"] == 4
 
 
 def test_malformed_json_is_retried_once_then_skipped_with_a_reason(
@@ -381,7 +382,7 @@ def test_no_endpoint_configured_means_no_llm_at_all(
     assert (outcome.status, outcome.llm) == ("published", None)
     assert llm_kinds(records(ledger, billing())) == []
     assert fake_llm.requests == [] and usage(ledger) == []
-    assert "llm" not in ledger.status(settings)
+    assert "llm" not in status_report(ledger, settings)
     with ledger.read() as s:
         item = s.get(ItemRow, billing())
     assert item is not None and item.pipeline_version == PIPELINE_VERSION

@@ -382,7 +382,7 @@ def estimate_pass(ledger: Ledger, settings: Settings, source: str | None = None)
     """What a full LLM pass over the ledger's live items would cost, without calling the model:
     the prompts are built and counted exactly as the worker would; the output is estimated."""
     from workers.enrich import enrich_text
-    from workers.tasks import _load  # the worker's own loader: the same text the model would see
+    from workers.items import load_item  # the worker's own loader: the same text the model would see
 
     tokenizer = get_tokenizer(settings.tokenizer)
     sources = [s for s in ledger.sources() if source is None or s.name == source]
@@ -392,7 +392,7 @@ def estimate_pass(ledger: Ledger, settings: Settings, source: str | None = None)
         part = {"items": 0, "input_tokens": 0, "output_tokens_estimate": 0}
         for key in sorted(ledger.known_items(src.name)):
             try:
-                loaded = _load(src, key, settings)
+                loaded = load_item(src, key, settings)
             except Exception:  # unreadable now (gone, binary, database down): not part of the pass
                 loaded = None
             if loaded is None or not loaded[0].strip():

@@ -6,13 +6,11 @@ publishes nothing new. The ledger is the outbox; the task only closes the change
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,13 +25,11 @@ from sleepd.errors import ItemError, Unavailable
 from sleepd.ledger import Ledger
 from sleepd.llm_budget import llm_version
 from sleepd.records import Draft
-from sleepd.settings import Settings, Source, SqlSource
-from sleepd.sqlrows import account_document, item_access
-from sleepd.sqlrows import read_item as read_sql_item
+from sleepd.settings import Settings, Source
 from sleepd.tokens import get_tokenizer
 from workers.app import app, current_settings
 from workers.enrich import enrich_text
-from workers.extract import document_text
+from workers.items import load_item, read_item
 
 if TYPE_CHECKING:
     from sleepd.service import Service
@@ -46,8 +42,6 @@ log = logging.getLogger("sleepd.worker")
 #: changes when an enricher or the model changes, so memory is re-made lazily
 PIPELINE_VERSION = f"det-5/{MODEL_NAME}"
 TASK_NAME = "sleepd.enrich_items"
-#: bytes looked at for NUL to call a file binary (what git and grep do)
-BINARY_SNIFF = 8192
 #: errors that pass (the ledger or an sql source unreachable): the item is retried with backoff;
 #: any other error fails only the item it happened to
 TRANSIENT = (OperationalError, Unavailable)
@@ -65,47 +59,6 @@ def pipeline_version(settings: Settings) -> str:
     if settings.llm_enabled and settings.llm_model:
         return llm_version(PIPELINE_VERSION, settings.llm_model)
     return PIPELINE_VERSION
-
-
-def read_item(path: Path, max_bytes: int) -> tuple[str, str] | None:
-    """The text and content hash of a file (PDF and DOCX: their text), None if it is gone, or
-    ItemError saying why not."""
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise ItemError("not a regular file")
-        if size > max_bytes:
-            raise ItemError(f"file too large: {size} bytes, the limit (max_file_bytes) is {max_bytes}")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ItemError(f"unreadable: {exc.strerror or exc}") from None
-    extracted = document_text(path.suffix, data)
-    if extracted is not None:
-        return extracted, hashlib.sha256(data).hexdigest()
-    if b"\0" in data[:BINARY_SNIFF]:
-        raise ItemError("binary file (NUL bytes): not enriched")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ItemError(f"invalid UTF-8 at byte {exc.start}: not enriched") from None
-    return text, hashlib.sha256(data).hexdigest()
-
-
-def _load(source: Source, key: str, settings: Settings) -> tuple[str, str, tuple[str, ...]] | None:
-    """An item's current text, content hash and access list; None if it is gone. An sql item is
-    read from its database now (rows hashed exactly as the watcher hashes them, so a task for
-    stale content publishes the current content); an unreachable database raises Unavailable,
-    which the task retries with backoff."""
-    if isinstance(source, SqlSource):
-        found = read_sql_item(source, key)
-        if found is None:
-            return None
-        rows, digest = found
-        return account_document(source, key, rows), digest, item_access(source, rows)
-    loaded = read_item(source.path / key, settings.max_file_bytes)
-    return None if loaded is None else (*loaded, source.access)
 
 
 @dataclass
@@ -228,7 +181,7 @@ def _prepare(ledger: Ledger, embedder: Embedder, settings: Settings, item_id: in
     if is_aggregate(item.key):
         return _run_aggregate(ledger, embedder, settings, source, item.key, item_id, seen, force)
     try:
-        loaded = _load(source, item.key, settings)
+        loaded = load_item(source, item.key, settings)
     except ItemError as exc:
         ledger.fail_item(item_id, exc.message, seen)
         return Outcome("failed", error=exc.message)
