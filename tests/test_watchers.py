@@ -24,6 +24,7 @@ from sleepd.schema import ChangeRow, ItemRow, ItemState, SourceRow
 from sleepd.settings import FileSource, Settings, load_settings
 from sleepd.watchers import FileWatcher, ScanReport, Watchers
 from sleepd.watchers.files import content_hash
+from tests.helpers import wait_for
 
 DEBOUNCE = 0.2
 
@@ -34,18 +35,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning"
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll instead of sleeping a fixed time: fast when things work, patient when the box is slow."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -260,7 +249,7 @@ def test_gitignore_and_excludes_apply_to_live_events(env: Env) -> None:
     write(env.root / "y.tmp", "no")
     write(env.root / ".git" / "index", "no")
     write(env.root / "z.txt", "yes")
-    wait_until(lambda: env.changes("z.txt"), what="z.txt observed")
+    wait_for(lambda: env.changes("z.txt"), what="z.txt observed")
     watcher.stop()
     assert {k for k, _ in env.changes()} == {".gitignore", "z.txt"}
 
@@ -362,13 +351,13 @@ def test_watching_resumes_when_the_root_comes_back(env: Env) -> None:
     watcher.scan()
     watcher.start()
     shutil.rmtree(env.root)
-    wait_until(lambda: "path does not exist" in str(env.source_row().error), what="source error")
+    wait_for(lambda: "path does not exist" in str(env.source_row().error), what="source error")
     env.root.mkdir()
     write(env.root / "b.txt", "b")
     watcher.scan()  # the periodic rescan's job: records b.txt and watches the new folder
     assert env.source_row().error is None
     write(env.root / "c.txt", "c")
-    wait_until(lambda: env.changes("c.txt"), what="live event in the recreated root")
+    wait_for(lambda: env.changes("c.txt"), what="live event in the recreated root")
     assert env.present() == {"b.txt", "c.txt"}
 
 
@@ -380,14 +369,14 @@ def test_live_watcher_sees_create_modify_move_and_delete(env: Env) -> None:
     watcher.scan()
     watcher.start()
     a = write(env.root / "a.txt", "one")
-    wait_until(lambda: env.changes("a.txt") == [("a.txt", sha("one"))], what="create")
+    wait_for(lambda: env.changes("a.txt") == [("a.txt", sha("one"))], what="create")
     a.write_text("two")
-    wait_until(lambda: env.changes("a.txt")[-1] == ("a.txt", sha("two")), what="modify")
+    wait_for(lambda: env.changes("a.txt")[-1] == ("a.txt", sha("two")), what="modify")
     a.rename(env.root / "b.txt")
-    wait_until(lambda: env.changes("a.txt")[-1] == ("a.txt", None) and env.changes("b.txt"), what="move")
+    wait_for(lambda: env.changes("a.txt")[-1] == ("a.txt", None) and env.changes("b.txt"), what="move")
     assert env.changes("b.txt") == [("b.txt", sha("two"))]
     (env.root / "b.txt").unlink()
-    wait_until(lambda: env.changes("b.txt")[-1] == ("b.txt", None), what="delete")
+    wait_for(lambda: env.changes("b.txt")[-1] == ("b.txt", None), what="delete")
     assert env.present() == set()
 
 
@@ -396,30 +385,34 @@ def test_live_watcher_handles_folder_moves_and_deletes(env: Env, tmp_path: Path)
     watcher.start()
     write(env.root / "d" / "x.txt", "x")
     write(env.root / "d" / "e" / "y.txt", "y")
-    wait_until(lambda: env.present() == {"d/x.txt", "d/e/y.txt"}, what="create")
+    wait_for(lambda: env.present() == {"d/x.txt", "d/e/y.txt"}, what="create")
     (env.root / "d").rename(env.root / "m")
-    wait_until(lambda: env.present() == {"m/x.txt", "m/e/y.txt"}, what="move")
+    wait_for(lambda: env.present() == {"m/x.txt", "m/e/y.txt"}, what="move")
     incoming = write(tmp_path / "incoming" / "z.txt", "z").parent
     incoming.rename(env.root / "m" / "in")  # moved in from outside: its files are new
-    wait_until(lambda: "m/in/z.txt" in env.present(), what="move in")
+    wait_for(lambda: "m/in/z.txt" in env.present(), what="move in")
     shutil.rmtree(env.root / "m")
-    wait_until(lambda: env.present() == set(), what="delete")
+    wait_for(lambda: env.present() == set(), what="delete")
     assert sorted(k for k, h in env.changes() if h is None) == ["d/e/y.txt", "d/x.txt", "m/e/y.txt",
                                                                  "m/in/z.txt", "m/x.txt"]
 
 
 def test_burst_of_writes_gives_one_change(env: Env) -> None:
     a = write(env.root / "a.txt", "start")
-    watcher = env.watcher()
+    window = 5.0  # wide enough that 20 writes fit in it on any machine, however loaded
+    watcher = env.watcher(debounce_seconds=window)
     watcher.scan()
     watcher.start()
     started = time.monotonic()
     for i in range(20):
         a.write_text(f"version {i}")
-    assert time.monotonic() - started < DEBOUNCE, "the burst must fit the debounce window"
-    wait_until(lambda: len(env.changes("a.txt")) > 1, what="the burst observed")
+    assert time.monotonic() - started < window, "the burst must fit the debounce window"
+    wait_for(lambda: len(env.changes("a.txt")) > 1, timeout=30, what="the burst observed")
+    # a later write to another file, seen after the burst's events: any straggler of the burst
+    # would have been observed by then (one observer thread, events in order)
+    write(env.root / "later.txt", "after the burst")
+    wait_for(lambda: env.changes("later.txt"), timeout=30, what="the later file observed")
     watcher.flush(everything=True)
-    time.sleep(DEBOUNCE * 2)  # would-be stragglers get their chance to show up
     assert env.changes("a.txt") == [("a.txt", sha("start")), ("a.txt", sha("version 19"))]
 
 
@@ -432,9 +425,9 @@ def test_failing_callback_is_logged_and_watching_goes_on(env: Env, caplog: pytes
     watcher.start()
     with caplog.at_level(logging.ERROR, logger="sleepd.watchers"):
         write(env.root / "a.txt", "a")
-        wait_until(lambda: env.changes("a.txt"), what="first event")
+        wait_for(lambda: env.changes("a.txt"), what="first event")
         write(env.root / "b.txt", "b")
-        wait_until(lambda: env.changes("b.txt"), what="second event")
+        wait_for(lambda: env.changes("b.txt"), what="second event")
     assert any("on_change failed" in r.message for r in caplog.records)
 
 
@@ -458,13 +451,13 @@ def test_watchers_scan_start_add_and_rescan(env: Env, tmp_path: Path) -> None:
         watchers.start()
         assert watchers.add(other).changed == 1 and "other" in watchers
         write(other_root / "live.txt", "live")
-        wait_until(lambda: "live.txt" in env.present("other"), what="added source watched")
+        wait_for(lambda: "live.txt" in env.present("other"), what="added source watched")
         watchers.stop()
         write(env.root / "late.txt", "late")  # not watching: only a rescan finds it
         stop = threading.Event()
         loop = threading.Thread(target=watchers.run_rescans, args=(stop,))
         loop.start()
-        wait_until(lambda: "late.txt" in env.present(), what="rescan")
+        wait_for(lambda: "late.txt" in env.present(), what="rescan")
         stop.set()
         loop.join(timeout=5)
         assert not loop.is_alive()
