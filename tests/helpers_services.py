@@ -99,7 +99,9 @@ class PrivatePostgres:
         rows = self.execute("postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                         "WHERE datname = %(db)s AND client_port = ANY(%(ports)s)",
                             {"db": database, "ports": sorted(client_ports)})
-        return int(rows[0][0])  # type: ignore[call-overload]
+        killed = rows[0][0]
+        assert isinstance(killed, int)
+        return killed
 
     def close(self) -> None:
         if (self.data / "postmaster.pid").exists():

@@ -28,11 +28,10 @@ from sqlalchemy import Engine, create_engine, text
 from sleepd.ledger import Ledger
 from sleepd.settings import SqlSource, SqlTable, load_settings
 from sleepd.sqlrows import open_engine, read_item, reading
-from tests.conftest import PG_URL
 from tests.faults.audit import LedgerView, index_mismatches, index_points
 from tests.faults.cluster import Daemon, WorkerPool
 from tests.faults.load import DELETED_ACCOUNT, DELETED_FILE, PURGED_FILE, Edits, Questions, sha256
-from tests.helpers import free_port, unavailable
+from tests.helpers import free_port
 from tests.helpers_services import PrivatePostgres, PrivateRedis, socket_ports
 
 KILLS = int(os.environ.get("SLEEPD_FAULT_KILLS", "100"))
@@ -82,14 +81,10 @@ def _latest_version_id(ledger: Engine) -> int:
         return -1
 
 
-def test_the_bare_postgresql_url_of_the_readme_opens_the_ledger_and_a_source(tmp_path: Path) -> None:
+def test_the_bare_postgresql_url_of_the_readme_opens_the_ledger_and_a_source(tmp_path: Path, pg_url: str) -> None:
     """`SLEEPD_DATABASE_URL=postgresql://...` as a team sets it: SQLAlchemy 2.1 reads a bare URL as
     psycopg 3, which sleepd does not install; the daemon and the sql watcher must still open it."""
-    bare = "postgresql://" + PG_URL.split("://", 1)[1]
-    try:
-        create_engine(PG_URL).connect().close()
-    except Exception:
-        unavailable(f"PostgreSQL at {PG_URL}")
+    bare = "postgresql://" + pg_url.split("://", 1)[1]
     settings = load_settings({"SLEEPD_HOME": str(tmp_path), "SLEEPD_DATABASE_URL": bare})
     ledger = Ledger(settings.database_url)
     try:
@@ -170,6 +165,10 @@ class Run:
         sql = next(s for s in load_settings(self.env).sources if isinstance(s, SqlSource))
         self.crm, self.crm_engine = sql, open_engine(sql)
 
+    def close(self) -> None:
+        for engine in (self.ledger, self.app, self.crm_engine):
+            engine.dispose()
+
     # -- faults -------------------------------------------------------------------------------
 
     def fault(self, name: str) -> None:
@@ -215,7 +214,9 @@ class Run:
         self.daemon = Daemon(self.env, self.tmp / "daemon.log")
         self.pool = WorkerPool(self.env, self.tmp / "workers", WORKERS)
         self.pool.start()
+        began = time.monotonic()
         first_pass = _wait(self.settled, timeout=600, interval=2.0)
+        self.counts["first_pass_seconds"] = round(time.monotonic() - began)
         assert first_pass, f"first pass: {self.lagging()} {self.daemon.api.call('GET', '/v1/status')}"
         self.questions = Questions(self.daemon.api)
         self.questions.start()
@@ -225,6 +226,7 @@ class Run:
         editor = threading.Thread(target=self.editing, args=(stop,), daemon=True)
         editor.start()
         pending = list(SCHEDULE)
+        began = time.monotonic()
         try:
             while self.pool.kills < KILLS:
                 self.check_alive()
@@ -241,6 +243,7 @@ class Run:
         finally:
             stop.set()
             editor.join(timeout=30)
+            self.counts["chaos_seconds"] = round(time.monotonic() - began)
 
     def lagging(self) -> list[str]:
         """Items whose current content is not what the ledger published (empty: converged)."""
@@ -251,11 +254,11 @@ class Run:
             current = sha256((self.edits.repo / name).read_bytes())
             if item.get("state") != "enriched" or item.get("enriched_hash") != current:
                 behind.append(f"repo:{name} {item.get('state')}")
-        for key in range(ACCOUNTS):
-            found = read_item(self.crm, str(key), engine=self.crm_engine)
-            item = view.item("crm", str(key)) or {}
+        for account in map(str, range(ACCOUNTS)):
+            found = read_item(self.crm, account, engine=self.crm_engine)
+            item = view.item("crm", account) or {}
             if found is None or item.get("state") != "enriched" or item.get("enriched_hash") != found[1]:
-                behind.append(f"crm:{key} {item.get('state')}")
+                behind.append(f"crm:{account} {item.get('state')}")
         for source, key in self.acks.watched:
             if (view.item(source, key) or {}).get("state") != "deleted":
                 behind.append(f"{source}:{key} not deleted")
@@ -271,12 +274,23 @@ class Run:
         except Exception:  # a server restarting: not settled yet
             return False
 
+    def scheduler(self) -> str:
+        """What the scheduler did last, and the load it judged (it waits while the machine is busy)."""
+        try:
+            body = self.daemon.api.call("GET", "/v1/status")[1]
+        except OSError as exc:
+            return f"status unreachable: {exc}"
+        return f"{body.get('scheduler')}, load average {os.getloadavg()} on {os.cpu_count()} cores"
+
     def converge(self) -> bool:
         def done() -> bool:
             self.check_alive()
             return self.settled()
 
-        return _wait(done, timeout=600, interval=2.0)
+        began = time.monotonic()
+        converged = _wait(done, timeout=600, interval=2.0)
+        self.counts["converge_seconds"] = round(time.monotonic() - began)
+        return converged
 
 
 @pytest.mark.faults
@@ -289,7 +303,7 @@ def test_team_mode_survives_kills_restarts_and_a_dropped_ledger_connection(
         run.start()
         run.chaos()
         converged = run.converge()
-        lagging = [] if converged else run.lagging()
+        lagging = [] if converged else [*run.lagging(), f"scheduler: {run.scheduler()}"]
         run.questions.stop()
         run.check_alive()
         assert run.daemon.stop() == 0, "the daemon stops cleanly on SIGTERM"
@@ -300,6 +314,7 @@ def test_team_mode_survives_kills_restarts_and_a_dropped_ledger_connection(
             run.daemon.stop()
     view = LedgerView.read(run.ledger)
     summary = audit(run, view, lagging)
+    run.close()
     summary["seconds"] = round(time.monotonic() - started)
     line = "FAULTS " + json.dumps(summary, sort_keys=True)
     print(line)

@@ -82,10 +82,10 @@ def index_points(home: Path) -> dict[str, IndexPoint]:
             records, offset = index._shard.scroll(edge.ScrollRequest(
                 offset=offset, limit=512, with_payload=True, with_vector=True))
             for record in records:
-                vector = record.vector
+                vector: Any = record.vector
                 if isinstance(vector, dict):  # the unnamed default vector
                     vector = next(iter(vector.values()))
-                points[str(record.id)] = IndexPoint(dict(record.payload or {}), list(vector or []))
+                points[str(record.id)] = IndexPoint(dict(record.payload or {}), [float(x) for x in vector or []])
             if offset is None:
                 return points
     finally:
