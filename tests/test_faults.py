@@ -40,8 +40,9 @@ ACCOUNTS = int(os.environ.get("SLEEPD_FAULT_ACCOUNTS", "20"))
 WORKERS = int(os.environ.get("SLEEPD_FAULT_WORKERS", "3"))
 SEED = int(os.environ.get("SLEEPD_FAULT_SEED", "9"))
 #: a killed worker's changes go out again after this long (the default, 300 s, would make the
-#: run wait minutes for each lost task)
-LEASE_SECONDS = 10
+#: run wait minutes for each lost task); longer than a batch takes on a busy 2-core machine, so a
+#: slow task is not handed out again while it still runs
+LEASE_SECONDS = 20
 #: after a kill, the next waits until the system published something (or this long): a crash
 #: loop faster than any task can finish proves nothing but the give-up rule
 PROGRESS_SECONDS = 15.0
