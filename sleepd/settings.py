@@ -22,6 +22,7 @@ from sleepd.sql_config import (
     SqlSource,
     SqlTable,
     check_sql_source,
+    installed_driver,
     sql_source,
     sql_source_from_toml,
     str_list,
@@ -259,6 +260,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if raw is not None and raw != "":
             values[key] = typed_value(key, raw, kind)
     values.setdefault("database_url", f"sqlite:///{home / 'ledger.db'}")
+    values["database_url"] = installed_driver(values["database_url"])
     values.setdefault("broker_url", "filesystem://")
     base = config_path.parent if config_path else Path.cwd()
     raw_sources = data.get("sources", [])

@@ -16,13 +16,22 @@ from typing import Any
 from sleepd import defaults
 from sleepd.errors import ConfigError
 
-__all__ = ["SOURCE_NAME", "SqlAccessLookup", "SqlSource", "SqlTable", "check_query", "check_sql_source", "sql_source",
-           "sql_source_from_toml", "str_list", "typed_value"]
+__all__ = ["SOURCE_NAME", "SqlAccessLookup", "SqlSource", "SqlTable", "check_query", "check_sql_source",
+           "installed_driver", "sql_source", "sql_source_from_toml", "str_list", "typed_value"]
 
 #: a source's name: it is part of item keys, meta keys and URLs
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: table and column names are spliced into SQL (quoted): plain identifiers only
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+#: a PostgreSQL URL that names no driver
+_BARE_POSTGRES = re.compile(r"^postgres(?:ql)?://")
+
+
+def installed_driver(url: str) -> str:
+    """A bare ``postgresql://`` (or ``postgres://``) URL made to name psycopg2, the driver sleepd
+    installs: SQLAlchemy 2.1 reads a bare URL as psycopg 3, which is not a dependency, so the
+    URL the README shows would not open. A URL that names its driver is left as it is."""
+    return _BARE_POSTGRES.sub("postgresql+psycopg2://", url)
 
 
 @dataclass(frozen=True)

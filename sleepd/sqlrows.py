@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sleepd import defaults
 from sleepd.errors import Unavailable
 from sleepd.settings import SqlSource, SqlTable
+from sleepd.sql_config import installed_driver
 
 __all__ = [
     "ACCESS_ROWS", "ItemRows", "account_document", "dump_mark", "item_access", "item_hash", "iter_items",
@@ -61,6 +62,7 @@ def open_engine(source: SqlSource) -> Engine:
     except KeyError:
         raise Unavailable(f"source {source.name}: environment variable {source.password_env} "
                           "(password_env) is not set") from None
+    raw_url = installed_driver(raw_url)
     url = make_url(raw_url)
     backend = url.get_backend_name()
     try:
