@@ -45,7 +45,7 @@ from sleepd.settings import FileSource, Source, SqlSource
 
 __all__ = ["Ledger", "PurgeReceipt"]
 
-#: a change handed out this many times without finishing is a poison pill: give up on it
+#: a change that workers began this many times without finishing is a poison pill: give up on it
 MAX_ATTEMPTS = 5
 #: outdated items looked at per scheduling round, and recent queries that rank them by use
 OUTDATED_SCAN = 2000
@@ -320,8 +320,20 @@ class Ledger:
         with self.write() as s:
             s.exec(update(ChangeRow)  # type: ignore[call-overload]
                    .where(col(ChangeRow.id).in_(list(change_ids)), col(ChangeRow.status).in_(_OPEN))
-                   .values(status=ChangeStatus.ENQUEUED.value, enqueued_at=time.time(),
-                           attempts=col(ChangeRow.attempts) + 1))
+                   .values(status=ChangeStatus.ENQUEUED.value, enqueued_at=time.time()))
+
+    def start_attempt(self, item_ids: Sequence[int]) -> None:
+        """A worker begins these items: one more attempt for their handed-out changes. Counted here,
+        not at hand-out, so a message the broker lost in a restart, or a lease that ran out while
+        a slow worker still ran, is no attempt; only a worker that began and never finished is
+        (after :data:`MAX_ATTEMPTS` of those the change is a poison pill and fails)."""
+        if not item_ids:
+            return
+        with self.write() as s:
+            s.exec(update(ChangeRow)  # type: ignore[call-overload]
+                   .where(col(ChangeRow.item_id).in_(list(item_ids)),
+                          col(ChangeRow.status) == ChangeStatus.ENQUEUED.value)
+                   .values(attempts=col(ChangeRow.attempts) + 1))
 
     # -- the worker's side ------------------------------------------------------------------
 

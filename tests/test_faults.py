@@ -330,6 +330,7 @@ def test_team_mode_survives_kills_restarts_and_a_dropped_ledger_connection(
     assert summary["served_after_removal"] == 0, summary["served_detail"]
     assert summary["seen_before_removal"] == 3, "every removed item was served before: the check can fail"
     assert summary["daemon_exits"] == 0
+    assert "500" not in {str(k) for k in summary.get("error_statuses", {})}, "a ledger outage is a 503, never a 500"
 
 
 def audit(run: Run, view: LedgerView, lagging: list[str]) -> dict[str, Any]:

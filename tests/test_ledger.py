@@ -142,12 +142,25 @@ def test_due_changes_dedupe_per_item_and_lease_expiry(led: Ledger) -> None:
 
 def test_poison_change_fails_after_max_attempts(led: Ledger) -> None:
     led.observe("repo", "a.py", "h1", 1, 1)
-    for _ in range(5):
+    for _ in range(5):  # handed out, begun by a worker that dies, lease over, again
         due = led.due_changes(10, lease_seconds=0)
         led.mark_enqueued([c.id for c in due if c.id is not None])
+        led.start_attempt([c.item_id for c in due])
     assert led.due_changes(10, lease_seconds=0) == []
     item = led.item(item_id(led))
     assert item is not None and item.state == ItemState.FAILED.value and "gave up" in (item.error or "")
+
+
+def test_hand_outs_no_worker_began_are_not_attempts(led: Ledger) -> None:
+    """Messages lost by a broker restart (or a lease over while a slow worker still runs) are
+    handed out again and again; the change is not given up for that."""
+    led.observe("repo", "a.py", "h1", 1, 1)
+    for _ in range(8):
+        due = led.due_changes(10, lease_seconds=0)
+        assert [c.item_id for c in due] == [item_id(led)]
+        led.mark_enqueued([c.id for c in due if c.id is not None])
+    item = led.item(item_id(led))
+    assert item is not None and item.state == ItemState.PENDING.value
 
 
 def test_delete_retracts_records(led: Ledger) -> None:
