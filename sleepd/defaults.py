@@ -36,6 +36,11 @@ DEFAULT_BUDGET = 1024
 MAX_QUERY_CHARS = 8_000
 #: candidates asked of the vector index before verification and ranking
 CANDIDATES = 64
+#: ... or one per this many tokens of budget when that is more: a large budget needs more records
+#: than 64 (contract clauses average ~100 tokens); the pool doubles while a pack does not fill
+CANDIDATE_TOKENS = 16
+#: ... and at most this many: verifying and ranking a candidate costs ~0.1 ms
+MAX_CANDIDATES = 1024
 #: API listen address: loopback, a team exposes it deliberately
 API_HOST = "127.0.0.1"
 API_PORT = 7878
