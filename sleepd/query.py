@@ -11,9 +11,7 @@ import queue
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sleepd import defaults
 from sleepd.aggregates import is_test_path
@@ -21,12 +19,14 @@ from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest
 from sleepd.glossary import expand
-from sleepd.index import VectorIndex
+from sleepd.index import Hit, VectorIndex
 from sleepd.ledger import Ledger
+from sleepd.pack import MIN_PARTIAL, PackedRecord, QueryResult, fit, pack, record_header
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
 from sleepd.tokens import Tokenizer
 
-__all__ = ["PackedRecord", "QueryEngine", "QueryResult", "check_query", "fit", "record_header"]
+__all__ = ["MIN_PARTIAL", "PackedRecord", "QueryEngine", "QueryResult", "candidate_pool", "check_query", "fit",
+           "rank_key", "record_header", "settled"]
 
 log = logging.getLogger("sleepd.query")
 
@@ -56,10 +56,8 @@ TEST_PENALTY = 0.05
 KEYWORD_CHARS = 4000
 #: records whose words are kept between queries (keyword scoring was half of a query's time)
 TERMS_CACHE = 20_000
-#: a record cut to fit must keep at least this many tokens to be worth including
-MIN_PARTIAL = 48
-#: stale records are replaced by the current raw lines, at most this many
-RAW_LINES = 80
+#: scores are compared to this many decimals; closer ones are ties, broken by content (issue 12)
+SCORE_DIGITS = 6
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+")
 _WORD_OR_PUNCT = re.compile(r"[\w/.-]+")
 _STOP = frozenset([
@@ -67,39 +65,6 @@ _STOP = frozenset([
     "in", "is", "it", "of", "on", "or", "the", "this", "to", "what", "when", "where", "which", "who", "why",
     "with",
 ])
-
-
-@dataclass
-class PackedRecord:
-    text: str
-    kind: str
-    source: str
-    item: str
-    version: int
-    score: float
-    fresh: bool
-    evidence: list[dict[str, Any]]
-    title: str = ""
-    #: the line the record is read under in the context (counted in ``tokens_used``)
-    header: str = ""
-
-
-@dataclass
-class QueryResult:
-    query: str
-    budget: int
-    tokens_used: int
-    records: list[PackedRecord] = field(default_factory=list)
-    stale_items: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def context(self) -> str:
-        """The pack as one text, as an assistant reads it: each record under its header. Its
-        token count is ``tokens_used``, give or take a token where two records meet."""
-        return "\n".join(r.header + r.text for r in self.records)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"context": self.context}
 
 
 def check_query(q: object, budget: object) -> tuple[str, int]:
@@ -151,7 +116,9 @@ def _term_weights(query_terms: frozenset[str], rows: list[RecordRow]) -> dict[st
     what picks their account. (Pure IDF weights cost tau2 retail 0.037 of recall at 1,024 tokens.)"""
     seen = [_record_terms(r) for r in rows]
     n = len(seen)
-    return {t: 1.0 + math.log((n + 1) / (sum(t in s for s in seen) + 0.5)) for t in query_terms}
+    # in sorted order: a float sum depends on the order of its terms, and a frozenset's order on
+    # the process's hash seed (two processes would rank exact ties apart by the last bit)
+    return {t: 1.0 + math.log((n + 1) / (sum(t in s for s in seen) + 0.5)) for t in sorted(query_terms)}
 
 
 def _keyword_score(weights: dict[str, float], row: RecordRow) -> float:
@@ -165,20 +132,6 @@ def _keyword_score(weights: dict[str, float], row: RecordRow) -> float:
     in_title = sum(w for t, w in weights.items() if t in title) / total
     in_text = sum(w for t, w in weights.items() if t in text) / total
     return (in_title + in_text) / 2
-
-
-def _raw_region(root: Path | None, path: str, evidence: list[dict[str, Any]]) -> str | None:
-    """The current lines of a changed item's first evidence span, or None if unreadable."""
-    if root is None or not evidence:
-        return None
-    span = evidence[0]
-    try:
-        lines = (root / path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    start = max(1, int(span["start_line"]))
-    end = min(len(lines), int(span["end_line"]), start + RAW_LINES - 1)
-    return "\n".join(lines[start - 1:end]) if end >= start else None
 
 
 def _focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow]]) -> tuple[list[int], str] | None:
@@ -214,6 +167,33 @@ def _topic(text: str, name: set[str]) -> str:
     """``text`` without the words in ``name`` (stemmed terms) and without stop words, in order."""
     kept = [w for w in _WORD_OR_PUNCT.findall(text) if (t := _terms(w)) and not t <= name]
     return " ".join(kept)
+
+
+def candidate_pool(budget: int) -> int:
+    """Candidates asked of the index for a budget: :data:`~sleepd.defaults.CANDIDATES`, or one per
+    :data:`~sleepd.defaults.CANDIDATE_TOKENS` of budget when that is more, at most
+    :data:`~sleepd.defaults.MAX_CANDIDATES` (the query doubles it while a pack does not fill)."""
+    return max(defaults.CANDIDATES, min(defaults.MAX_CANDIDATES, budget // defaults.CANDIDATE_TOKENS))
+
+
+def rank_key(pair: tuple[float, RecordRow]) -> tuple[float, str, str, str, str, str, str]:
+    """A total order on scored rows that is the same in every home built from the same content:
+    the score rounded to :data:`SCORE_DIGITS` (two homes' stored vectors may differ in the last
+    bits), then what the row says and where, never its id (ids come from item ids, which depend on
+    the order items were first seen) nor the order the ledger or the index returned it in."""
+    score, row = pair
+    return (-round(score, SCORE_DIGITS), row.source, row.path, row.evidence, row.kind, row.title, row.text)
+
+
+def settled(hits: list[Hit], limit: int) -> list[Hit]:
+    """``hits`` without those tied with the last one when the search was cut at ``limit``: of points
+    with the same score (the same text twice), which ones make the cut depends on where the index
+    stored them, and so on the order of writes; none of them does, then (unless all are tied)."""
+    if len(hits) < limit or not hits:
+        return hits
+    last = hits[-1].score
+    kept = [h for h in hits if h.score != last]
+    return kept or hits
 
 
 class QueryEngine:
@@ -261,30 +241,45 @@ class QueryEngine:
     def query(self, q: object, budget: object, principal: Principal) -> QueryResult:
         started = time.perf_counter()
         text, limit = check_query(q, budget)
-        vector = self.embedder.encode_one(text)
-        hits = self.index.search(vector.tolist(), defaults.CANDIDATES, access=principal.access)
-        dense = {h.id: h.score for h in hits}
-        rows, items = self._readable(list(dense), principal)
+        vector = self.embedder.encode_one(text).tolist()
         terms = _terms(text)
-        scored = self._rank(terms, rows, dense, {})
-        focus = _focus(text, terms, scored)
-        if focus is not None:
-            # the question names an item: ask again, of that item alone, what it asks about it
-            # (without the name, whose words dominate the question's embedding)
-            item_ids, topic = focus
-            topic_hits = self.index.search(self.embedder.encode_one(expand(topic)).tolist(), defaults.CANDIDATES,
-                                           access=principal.access, items=item_ids)
-            topical = {h.id: h.score for h in topic_hits}
-            more, more_items = self._readable([i for i in topical if i not in dense], principal)
-            rows, items = rows + more, items | more_items
-            scored = self._rank(terms, rows, dense, topical)
-        result = self._pack(text, limit, scored, items)
+        topics: dict[str, list[float]] = {}  # a focused topic is embedded once, whatever the pool
+        pool = candidate_pool(limit)
+        while True:
+            scored, items, exhausted = self._candidates(text, terms, vector, topics, pool, principal)
+            result = pack(self.tokenizer, text, limit, scored, items, self.roots)
+            # a pack that did not fill while the index may hold more: ask for twice as many
+            if exhausted or pool >= defaults.MAX_CANDIDATES or limit - result.tokens_used < MIN_PARTIAL:
+                break
+            pool = min(pool * 2, defaults.MAX_CANDIDATES)
         self._log.put(QueryLogRow(
             at=time.time(), principal=principal.name, query=text, budget=limit,
             tokens_used=result.tokens_used, n_records=len(result.records),
             latency_ms=(time.perf_counter() - started) * 1000,
             items=json.dumps(sorted({r.item_id for _, r in scored[:len(result.records)]}))))
         return result
+
+    def _candidates(self, text: str, terms: frozenset[str], vector: list[float], topics: dict[str, list[float]],
+                    pool: int, principal: Principal) -> tuple[list[tuple[float, RecordRow]], dict[int, ItemRow], bool]:
+        """The readable candidates, ranked, with their items, and whether the index has no more
+        (the dense search returned fewer than ``pool`` hits)."""
+        hits = self.index.search(vector, pool, access=principal.access)
+        dense = {h.id: h.score for h in settled(hits, pool)}
+        rows, items = self._readable(list(dense), principal)
+        scored = self._rank(terms, rows, dense, {})
+        focus = _focus(text, terms, scored)
+        if focus is not None:
+            # the question names an item: ask again, of that item alone, what it asks about it
+            # (without the name, whose words dominate the question's embedding)
+            item_ids, topic = focus
+            if topic not in topics:
+                topics[topic] = self.embedder.encode_one(expand(topic)).tolist()
+            topic_hits = self.index.search(topics[topic], pool, access=principal.access, items=item_ids)
+            topical = {h.id: h.score for h in settled(topic_hits, pool)}
+            more, more_items = self._readable([i for i in topical if i not in dense], principal)
+            rows, items = rows + more, items | more_items
+            scored = self._rank(terms, rows, dense, topical)
+        return scored, items, len(hits) < pool
 
     def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
         rows, items = self.ledger.current_records(ids)
@@ -304,56 +299,4 @@ class QueryEngine:
             ((dense.get(r.id, floor) + KEYWORD_WEIGHT * _keyword_score(weights, r) + KIND_PRIOR.get(r.kind, 0.0)
               + TOPIC_WEIGHT * topical.get(r.id, topic_floor)
               - (TEST_PENALTY if not wants_tests and is_test_path(r.path) else 0.0), r)
-             for r in rows), key=lambda pair: -pair[0])
-
-    def _pack(self, query: str, budget: int, scored: list[tuple[float, RecordRow]],
-              items: dict[int, ItemRow]) -> QueryResult:
-        result = QueryResult(query=query, budget=budget, tokens_used=0)
-        stale: dict[int, ItemRow] = {}
-        cited: set[tuple[str, str]] = set()
-        for score, row in scored:
-            remaining = budget - result.tokens_used
-            if remaining < MIN_PARTIAL // 2:
-                break
-            item = items[row.item_id]
-            fresh = item.observed_hash == item.enriched_hash
-            evidence = json.loads(row.evidence)
-            body = row.text
-            if not fresh:
-                stale[row.item_id] = item
-                body = _raw_region(self.roots.get(row.source), row.path, evidence) or body
-            header = record_header(row.kind, row.source, row.path, evidence, cited)
-            fitted = fit(self.tokenizer, header, body, remaining)
-            if fitted is None:
-                continue
-            body, cost = fitted
-            result.tokens_used += cost
-            cited.add((row.source, row.path))
-            result.records.append(PackedRecord(
-                text=body, kind=row.kind, source=row.source, item=row.path, version=row.version,
-                score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title, header=header))
-        result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
-        return result
-
-
-def fit(tokenizer: Tokenizer, header: str, body: str, remaining: int) -> tuple[str, int] | None:
-    """``body`` and the cost of ``header + body`` if they fit in ``remaining`` tokens; else the body
-    cut to fit, if at least :data:`MIN_PARTIAL` tokens remain and something is left; else None."""
-    cost = tokenizer.count(header + body)
-    if cost <= remaining:
-        return body, cost
-    if remaining < MIN_PARTIAL:
-        return None
-    body = tokenizer.truncate(header + body, remaining)[len(header):]
-    cost = tokenizer.count(header + body)
-    return (body, cost) if cost <= remaining and body.strip() else None
-
-
-def record_header(kind: str, source: str, path: str, evidence: list[dict[str, Any]],
-                  cited: set[tuple[str, str]]) -> str:
-    """The line a packed record starts with: kind, source, item and lines; once an item has been
-    cited in full, its later records say "same item" instead of repeating a long path."""
-    lines = f"{evidence[0]['start_line']}-{evidence[0]['end_line']}" if evidence else ""
-    if (source, path) in cited:
-        return f"[{kind}] same item, lines {lines}\n" if lines else f"[{kind}] same item\n"
-    return f"[{kind}] {source}:{path}:{lines}\n" if lines else f"[{kind}] {source}:{path}\n"
+             for r in rows), key=rank_key)

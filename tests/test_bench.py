@@ -12,11 +12,12 @@ import click
 import pytest
 
 from sleepd.bench import BUDGETS, BenchConfig, run_bench
-from sleepd.bench.baseline import chunk_text
+from sleepd.bench.baseline import PlainRAG, chunk_text
 from sleepd.bench.corpora import ClauseGold, ContractGold, RowGold, Snippet, SpanGold
 from sleepd.bench.report import baseline_budget_for, reduction
 from sleepd.bench.swebench import definitions
 from sleepd.datasets import DATA_DIR
+from sleepd.embed import Embedder
 from sleepd.errors import ConfigError
 from sleepd.tokens import get_tokenizer
 
@@ -133,3 +134,16 @@ def test_reduction_factor_interpolates_and_says_when_never_reached() -> None:
 def test_unknown_corpus_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'corpus' has value 'nope'"):
         run_bench(BenchConfig(data=tmp_path, out=tmp_path / "out", corpora=("nope",), progress=False))
+
+
+def test_baseline_counts_its_pack_exactly_as_sleepd_does(embedder: Embedder) -> None:
+    """The plain-RAG baseline reports the exact count of its pieces joined by newlines, within
+    the budget (it used to add the pieces' counts, as sleepd's packs did: issue 12)."""
+    tokenizer = get_tokenizer("cl100k_base")
+    rag = PlainRAG("docs", embedder, tokenizer)
+    # pieces that end in a number or in spaces: the newline between two is a token of its own
+    texts = [f"Section {i}.\nThe {i}th paragraph, clause {i * 7}" * (1 + i % 4) + " " * (i % 3) for i in range(40)]
+    rag.build([(f"doc{i}.md", text) for i, text in enumerate(texts)])
+    for budget in (16, 60, 300, 1000, 5000):
+        packed, used = rag.pack(list(range(len(rag.chunks))), budget)
+        assert used == tokenizer.count("\n".join(s.text for s in packed)) <= budget

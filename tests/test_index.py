@@ -195,3 +195,30 @@ def test_edge_indexes_the_filtered_payload_fields(tmp_path: Path) -> None:
         "source": edge.PayloadSchemaType.Keyword,
         "item_id": edge.PayloadSchemaType.Integer,
     }
+
+
+def test_edge_search_is_exact_whatever_the_segments(tmp_path: Path) -> None:
+    """Issue 12: once a shard is optimized (an HNSW graph built, which depends on the order and
+    timing of writes), an approximate search returned other candidates than before. The search is
+    exact: the true nearest points, before and after the graph exists."""
+    import numpy as np
+
+    path, dim = tmp_path / "index", 64
+    config = edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine),
+        optimizers=edge.EdgeOptimizersConfig(indexing_threshold=10, default_segment_number=1),
+        hnsw_config=edge.HnswIndexConfig(m=4, ef_construct=8, full_scan_threshold=10))
+    edge.EdgeShard.create(str(path), config).close()  # a shard that will build a (poor) graph
+    idx = EdgeIndex(path, dim)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(len(vectors))]
+    idx.upsert([Point(ids[i], vectors[i], {"access": ["a"], "source": "s", "item_id": i % 7})
+                for i in range(len(vectors))])
+    queries = rng.standard_normal((10, dim)).astype(np.float32)
+    truth = [[ids[i] for i in np.argsort(-(vectors @ q), kind="stable")[:32]] for q in queries]
+    assert [[h.id for h in idx.search(q, 32, access=["a"])] for q in queries] == truth
+    assert idx._shard.optimize() and idx._shard.info().indexed_vectors_count == len(vectors)
+    assert [[h.id for h in idx.search(q, 32, access=["a"])] for q in queries] == truth
+    idx.close()

@@ -15,7 +15,7 @@ import numpy as np
 
 from sleepd.bench.corpora import Snippet
 from sleepd.embed import Embedder, Vectors
-from sleepd.query import MIN_PARTIAL, fit, record_header
+from sleepd.pack import MIN_PARTIAL, SEPARATOR, fit, record_header
 from sleepd.tokens import Tokenizer
 
 __all__ = ["CHUNK_OVERLAP", "CHUNK_TOKENS", "TOP_K", "Chunk", "PlainRAG"]
@@ -87,7 +87,8 @@ class PlainRAG:
 
     def pack(self, ranked: list[int], budget: int) -> tuple[list[Snippet], int]:
         """Greedy packing with sleepd's rules: a header per piece, the last piece cut to fit if at
-        least MIN_PARTIAL tokens remain. A cut chunk cites only the lines it still holds."""
+        least MIN_PARTIAL tokens remain, and ``used`` the exact count of the pieces joined by
+        newlines. A cut chunk cites only the lines it still holds."""
         used = 0
         packed: list[Snippet] = []
         cited: set[tuple[str, str]] = set()
@@ -98,7 +99,8 @@ class PlainRAG:
             chunk = self.chunks[i]
             span = [{"start_line": chunk.start_line, "end_line": chunk.end_line}]
             header = record_header("chunk", self.source, chunk.path, span, cited)
-            fitted = fit(self.tokenizer, header, chunk.text, remaining)
+            lead = SEPARATOR if packed else ""  # the join costs what it costs sleepd's packs
+            fitted = fit(self.tokenizer, lead + header, chunk.text, remaining)
             if fitted is None:
                 continue
             body, cost = fitted
@@ -106,4 +108,7 @@ class PlainRAG:
             used += cost
             cited.add((self.source, chunk.path))
             packed.append(Snippet(chunk.path, chunk.start_line, end_line, header + body, "chunk"))
-        return packed, used
+        # the same exact accounting as sleepd: the count of the joined text, within the budget
+        while packed and (used := self.tokenizer.count(SEPARATOR.join(p.text for p in packed))) > budget:
+            packed.pop()
+        return packed, used if packed else 0

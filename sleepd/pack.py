@@ -1,0 +1,160 @@
+"""Packing ranked records into a token budget, with exact accounting.
+
+The pack is read as one text, :attr:`QueryResult.context`: each record under its header, records
+separated by one newline. ``tokens_used`` is the token count of exactly that text, never above
+the budget. Counting each record apart and adding the counts is not the same number: a BPE
+token can span the newline where two records meet (a pack of 8,171 tokens was reported as 8,139
+before, issue 12), so each record is charged with the newline before it, and the whole context
+is counted once at the end and trimmed if the join still cost more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sleepd.schema import ItemRow, RecordRow
+from sleepd.tokens import Tokenizer
+
+__all__ = ["MIN_PARTIAL", "RAW_LINES", "SEPARATOR", "PackedRecord", "QueryResult", "fit", "pack", "record_header"]
+
+#: a record cut to fit must keep at least this many tokens to be worth including
+MIN_PARTIAL = 48
+#: stale records are replaced by the current raw lines, at most this many
+RAW_LINES = 80
+#: the end of the record before, after which a record's cost is counted (an estimate of what it adds:
+#: :func:`exact_fit` counts the whole context at the end)
+TAIL_CHARS = 32
+#: what stands between two records in the context
+SEPARATOR = "\n"
+
+
+@dataclass
+class PackedRecord:
+    text: str
+    kind: str
+    source: str
+    item: str
+    version: int
+    score: float
+    fresh: bool
+    evidence: list[dict[str, Any]]
+    title: str = ""
+    #: the line the record is read under in the context (counted in ``tokens_used``)
+    header: str = ""
+
+
+@dataclass
+class QueryResult:
+    query: str
+    budget: int
+    tokens_used: int
+    records: list[PackedRecord] = field(default_factory=list)
+    stale_items: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def context(self) -> str:
+        """The pack as one text, as an assistant reads it: each record under its header.
+        ``tokens_used`` is its exact token count."""
+        return SEPARATOR.join(r.header + r.text for r in self.records)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"context": self.context}
+
+
+def fit(tokenizer: Tokenizer, header: str, body: str, remaining: int) -> tuple[str, int] | None:
+    """``body`` and the cost of ``header + body`` if they fit in ``remaining`` tokens; else the body
+    cut to fit, if at least :data:`MIN_PARTIAL` tokens remain and something is left; else None."""
+    cost = tokenizer.count(header + body)
+    if cost <= remaining:
+        return body, cost
+    if remaining < MIN_PARTIAL:
+        return None
+    body = tokenizer.truncate(header + body, remaining)[len(header):]
+    cost = tokenizer.count(header + body)
+    return (body, cost) if cost <= remaining and body.strip() else None
+
+
+def record_header(kind: str, source: str, path: str, evidence: list[dict[str, Any]],
+                  cited: set[tuple[str, str]]) -> str:
+    """The line a packed record starts with: kind, source, item and lines; once an item has been
+    cited in full, its later records say "same item" instead of repeating a long path."""
+    lines = f"{evidence[0]['start_line']}-{evidence[0]['end_line']}" if evidence else ""
+    if (source, path) in cited:
+        return f"[{kind}] same item, lines {lines}\n" if lines else f"[{kind}] same item\n"
+    return f"[{kind}] {source}:{path}:{lines}\n" if lines else f"[{kind}] {source}:{path}\n"
+
+
+def raw_region(root: Path | None, path: str, evidence: list[dict[str, Any]]) -> str | None:
+    """The current lines of a changed item's first evidence span, or None if unreadable."""
+    if root is None or not evidence:
+        return None
+    span = evidence[0]
+    try:
+        lines = (root / path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    start = max(1, int(span["start_line"]))
+    end = min(len(lines), int(span["end_line"]), start + RAW_LINES - 1)
+    return "\n".join(lines[start - 1:end]) if end >= start else None
+
+
+def exact_fit(tokenizer: Tokenizer, result: QueryResult) -> QueryResult:
+    """Count the whole context and, while the joins made it longer than the budget, cut the last
+    record by the excess (or drop it when too little would be left). Sets ``tokens_used``."""
+    while True:
+        used = tokenizer.count(result.context)
+        if used <= result.budget or not result.records:
+            result.tokens_used = used
+            return result
+        last = result.records[-1]
+        lead = SEPARATOR if len(result.records) > 1 else ""
+        own = tokenizer.count(lead + last.header + last.text)
+        fitted = fit(tokenizer, lead + last.header, last.text, own - (used - result.budget))
+        if fitted is None or fitted[0] == last.text:
+            result.records.pop()
+        else:
+            last.text = fitted[0]
+
+
+def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, RecordRow]],
+         items: dict[int, ItemRow], roots: dict[str, Path] | None = None) -> QueryResult:
+    """Greedily pack ``scored`` (best first) into ``budget`` tokens, each record under its header;
+    a stale item's record is replaced by its current raw lines (read from ``roots``)."""
+    roots = roots or {}
+    result = QueryResult(query=query, budget=budget, tokens_used=0)
+    stale: dict[int, ItemRow] = {}
+    cited: set[tuple[str, str]] = set()
+    tail = ""
+    for score, row in scored:
+        remaining = budget - result.tokens_used
+        if remaining < MIN_PARTIAL // 2:
+            break
+        item = items[row.item_id]
+        fresh = item.observed_hash == item.enriched_hash
+        evidence = json.loads(row.evidence)
+        body = row.text
+        if not fresh:
+            stale[row.item_id] = item
+            body = raw_region(roots.get(row.source), row.path, evidence) or body
+        header = record_header(row.kind, row.source, row.path, evidence, cited)
+        # the record's cost is what it adds to the context: counted after the end of the record
+        # before and the newline between (".\n" is one token: counted apart, each join cost one
+        # token too many, 266 on a pack of 266 short records)
+        lead = tail + SEPARATOR if result.records else ""
+        base = tokenizer.count(tail) if result.records else 0
+        fitted = fit(tokenizer, lead + header, body, remaining + base)
+        if fitted is None:
+            continue
+        body, cost = fitted
+        result.tokens_used += cost - base
+        tail = (header + body)[-TAIL_CHARS:]
+        cited.add((row.source, row.path))
+        result.records.append(PackedRecord(
+            text=body, kind=row.kind, source=row.source, item=row.path, version=row.version,
+            score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title, header=header))
+    result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
+    return exact_fit(tokenizer, result)
