@@ -14,6 +14,10 @@ IDLE_SECONDS = 10.0
 #: a change waits for idle time at most this long, then it is enriched whatever the load (the
 #: worker is niced): idle-awareness bounds staleness, it never suspends enrichment
 MAX_STALENESS_SECONDS = 60.0
+#: a waiting change is handed out once it is this share of its source's maximum staleness old, so
+#: that its enrichment (seconds) ends within the bound: with 60 s, questions every 0.5 s for 2
+#: minutes left an edit fresh after 60.9 s when it was handed out at 60 s
+STALE_DISPATCH_SHARE = 0.75
 #: load average per core at or above which the machine counts as busy (our own worker included)
 BUSY_LOAD_PER_CORE = 4.0
 #: the embedded worker runs this much nicer than the daemon: a query never waits behind S(c) for CPU

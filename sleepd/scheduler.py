@@ -62,7 +62,7 @@ class Backlog:
         age = max(0.0, now - self.oldest_observed_at)
         return {"source": self.source, "pending": self.pending, "oldest_age_s": round(age, 1),
                 "max_staleness_s": self.max_staleness_s,
-                "forced_in_s": round(max(0.0, self.max_staleness_s - age), 1)}
+                "forced_in_s": round(max(0.0, defaults.STALE_DISPATCH_SHARE * self.max_staleness_s - age), 1)}
 
 
 def backlog(ledger: Ledger, settings: Settings) -> list[Backlog]:
@@ -155,14 +155,16 @@ class Scheduler:
         return sent
 
     def _overdue(self, changes: Sequence[ChangeRow], now: float) -> list[ChangeRow]:
-        """The changes that waited longer than their source's maximum staleness."""
+        """The changes that waited long enough that they must go now to be fresh within their
+        source's maximum staleness (:data:`sleepd.defaults.STALE_DISPATCH_SHARE` of it)."""
         if not changes:
             return []
         ids = list({c.item_id for c in changes})
         with self.ledger.read() as s:
             source_of = dict(s.exec(select(ItemRow.id, ItemRow.source).where(col(ItemRow.id).in_(ids))).all())
         return [c for c in changes
-                if now - c.observed_at >= self.settings.max_staleness(source_of.get(c.item_id, ""))]
+                if now - c.observed_at >= defaults.STALE_DISPATCH_SHARE
+                * self.settings.max_staleness(source_of.get(c.item_id, ""))]
 
     def describe(self) -> dict[str, Any]:
         """The scheduler block of the status: state, why it waits, the backlog per source."""
