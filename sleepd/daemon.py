@@ -151,6 +151,8 @@ class Daemon:
         self.worker_restart_delay: float | None = None
         self._server: uvicorn.Server | None = None
         self.started_at = 0.0
+        #: seconds from start until the first scan's work was published and indexed; None before
+        self.first_pass_s: float | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -270,7 +272,24 @@ class Daemon:
             self.watchers.scan_all()
         except Exception:
             log.exception("initial scan failed")
+        self._spawn("first-pass", self._announce_first_pass)
         self.watchers.run_rescans(self.stop_event)
+
+    def _announce_first_pass(self) -> None:
+        """Say once, when the first scan's work is all published and indexed, how much it made:
+        from then on ``status`` reports the memory ready (``first_pass_s``)."""
+        while not self.stop_event.wait(1.0):
+            try:
+                report = self.ledger.status()
+            except Exception:  # the ledger may be down for a while: ask again
+                continue
+            items = sum(n for src in report["sources"] for state, n in src["items"].items() if state != "deleted")
+            pending = sum(src["items"]["pending"] for src in report["sources"])
+            if pending == 0 and not report["queue"] and report["index_lag"] == 0:
+                took = round(time.time() - self.started_at, 1)
+                log.info("first pass done: %d items, %d records in %.0f s", items, report["records"], took)
+                self.first_pass_s = took  # after the line: whoever sees it ready finds it logged
+                return
 
     def _supervise_worker(self) -> None:
         while not self.stop_event.is_set():
@@ -284,7 +303,8 @@ class Daemon:
                         return
                     self.worker_restarts += 1
                 env = {**os.environ, **self.settings.child_env(), "SLEEPD_PARENT_PID": str(os.getpid())}
-                self._worker = subprocess.Popen(self._worker_argv(), env=env)
+                # its stdout carries only Celery's start-up banner: kept out of the daemon's terminal
+                self._worker = subprocess.Popen(self._worker_argv(), env=env, stdout=subprocess.DEVNULL)
                 self._worker_started = time.monotonic()
             self.stop_event.wait(0.5)
 
@@ -332,7 +352,9 @@ class Daemon:
             "daemon": {"state": self.state.value, "pid": os.getpid(),
                        "uptime_s": round(time.time() - self.started_at, 1), "api": self.settings.base_url,
                        "worker_pid": self.worker_pid, "worker_restarts": self.worker_restarts,
-                       "worker_restart_delay_s": self.worker_restart_delay},
+                       "worker_restart_delay_s": self.worker_restart_delay,
+                       # the memory is ready once the first scan's work is all published and indexed
+                       "ready": self.first_pass_s is not None, "first_pass_s": self.first_pass_s},
             "scheduler": self.scheduler.describe(),
             "health": self.health(),
         }

@@ -91,8 +91,13 @@ def daemon(env: dict[str, str], repo: Path, tmp_path: Path) -> Iterator[Running]
         running.stop()
 
 
-def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str], repo: Path) -> None:
+def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str], repo: Path,
+                                             tmp_path: Path) -> None:
     wait_for(lambda: settled(env), timeout=180, interval=1.0, what="first pass enriched")
+    # the memory says it is ready once the first scan's work is published and indexed, and the
+    # daemon's log says so once
+    wait_for(lambda: status(env)["daemon"]["ready"], timeout=30, interval=0.5, what="memory ready")
+    assert (tmp_path / "daemon.log").read_text().count("first pass done: ") == 1
     body = query(env, "open a file in an editor or a pager for the user", 512)
     assert body["tokens_used"] <= 512 and body["records"]
     files = [r for r in body["records"] if not r["item"].startswith("@aggregate/")]  # maps cite many files

@@ -3,7 +3,10 @@ default (no server), Redis (or any kombu URL) for a team."""
 
 from __future__ import annotations
 
+import warnings
+
 from celery import Celery
+from celery.exceptions import SecurityWarning
 
 from sleepd import defaults
 from sleepd.settings import Settings, load_settings
@@ -44,6 +47,11 @@ def configure(settings: Settings) -> Celery:
     app.conf.broker_transport = None
     if settings.broker_url.startswith("filesystem"):
         app.conf.broker_transport = "workers.fs_transport:Transport"  # writes each message whole
+        if settings.broker_url == "filesystem://":  # kombu warns of a missing host on every connection
+            app.conf.broker_url = "filesystem://localhost//"
+        # the embedded worker runs as whoever runs the daemon, root included on a laptop's container;
+        # Celery's warning about it is for a shared broker (pickle from strangers), not a local folder
+        warnings.filterwarnings("ignore", category=SecurityWarning)
         folder = settings.home / "broker"
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)

@@ -285,7 +285,9 @@ def enrich_items(self: Any, items: list[list[Any]]) -> list[str]:
     outcomes = run_batch(ledger, get_embedder(settings.embed_backend, settings.home / "models"), settings, pairs)
     for (item_id, _), outcome in zip(pairs, outcomes, strict=True):
         then_aggregates(ledger, item_id)
-        log.info("item %s: %s v%s (%s records)%s%s", item_id, outcome.status, outcome.version, outcome.records,
+        item = ledger.item(item_id)  # named by source and key in the log, as a person knows it
+        log.info("%s: %s v%s (%s records)%s%s", f"{item.source}:{item.key}" if item else f"item {item_id}",
+                 outcome.status, outcome.version, outcome.records,
                  f" error: {outcome.error}" if outcome.error else "", f" llm: {outcome.llm}" if outcome.llm else "")
     again = [(pair, o) for pair, o in zip(pairs, outcomes, strict=True) if o.status == "retry"]
     if again and self.request.retries < MAX_RETRIES:
