@@ -9,7 +9,7 @@ re-makes exactly the aggregates whose inputs changed, and an unchanged input set
 Permissions travel: inputs are grouped by access list and each group gets its own aggregate, carrying
 the intersection of its inputs' lists, so no aggregate mixes what different principals may read.
 
-Nothing here builds records (that is :mod:`workers.aggregates`); this module plans and reads.
+Nothing here builds records (that is :mod:`workers.builders`); this module plans and reads.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from sleepd.settings import FileSource, Settings, load_settings
 from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
 from tests.helpers import enrich_pending
-from workers.aggregates import REPO_MAP_TOKENS
+from workers.builders import REPO_MAP_TOKENS
 from workers.tasks import Outcome
 
 CLICK_SRC = Path(click.__file__).parent

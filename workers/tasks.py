@@ -215,7 +215,7 @@ def then_aggregates(ledger: Ledger, item_id: int) -> None:
 def _run_aggregate(ledger: Ledger, embedder: Embedder, settings: Settings, source: Source, key: str,
                    item_id: int, seen: int, force: bool) -> Outcome:
     """S(c) for an aggregate item: its "content" is its inputs' current records, read from the ledger."""
-    from workers.aggregates import build_aggregate
+    from workers.builders import build_aggregate
 
     plan = plan_for(ledger, source, key)
     if plan is None:  # no inputs left for it (deleted, purged, regrouped): retract it

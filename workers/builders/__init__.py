@@ -1,8 +1,11 @@
-"""S(c) for an aggregate item: build its drafts from the ledger's current records of its inputs.
+"""Builders of aggregate items, S(c) across items: each builds an aggregate's drafts from the
+ledger's current records of its inputs.
 
-The plan (which inputs, which access group) comes from :mod:`sleepd.aggregates`; the builders are
-:mod:`workers.repomap` (repository map, package summaries, test map) and :mod:`workers.portfolio`.
-The source overview is built here from the inputs' keys alone.
+The plan (which inputs, which access group) comes from :mod:`sleepd.aggregates`, the one other
+name for the concept: the core plans, the workers build. The builders are
+:mod:`workers.builders.repomap` (repository map, package summaries, test map) and
+:mod:`workers.builders.portfolio`; the source overview is built here from the inputs' keys alone.
+May import the core and :mod:`workers.enrich`, never the task.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from sleepd.aggregates import AggregatePlan, read_records
 from sleepd.ledger import Ledger
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.settings import FileSource, Source
+from workers.builders.portfolio import portfolio
+from workers.builders.repomap import code_graph, package_summary, render_repo_map, test_map
 from workers.enrich.code import language_for
-from workers.portfolio import portfolio
-from workers.repomap import code_graph, package_summary, render_repo_map, test_map
 
 __all__ = ["REPO_MAP_TOKENS", "build_aggregate", "source_overview"]
 
