@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,11 +14,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from sleepd import defaults
 from sleepd.api_admin import admin_router
-from sleepd.auth import Principal, authenticate
-from sleepd.errors import BadRequest, SleepdError, Unauthorized, error_body
+from sleepd.auth import Principal, bearer_principal
+from sleepd.errors import BadRequest, SleepdError, error_body
+from sleepd.mcp_server import MCP_PATH, McpEndpoint
 from sleepd.service import Service
 
 __all__ = ["create_app"]
@@ -30,14 +33,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def _principal(service: Service, request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    principal = authenticate(service.ledger, token.strip())
-    if principal is None:
-        raise Unauthorized("invalid token")
-    return principal
+    return bearer_principal(service.ledger, request.headers.get("authorization", ""))
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -68,7 +64,8 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 
 
 def create_app(service: Service, health: Health | None = None) -> FastAPI:
-    app = FastAPI(title="sleepd", version="0.1.0", docs_url=None, redoc_url=None)
+    mcp = McpEndpoint(service)
+    app = FastAPI(title="sleepd", version="0.1.0", docs_url=None, redoc_url=None, lifespan=_lifespan(mcp))
 
     @app.exception_handler(SleepdError)
     async def _sleepd_error(_: Request, exc: SleepdError) -> JSONResponse:
@@ -134,7 +131,19 @@ def create_app(service: Service, health: Health | None = None) -> FastAPI:
         return service.reindex(_principal(service, request))
 
     app.include_router(admin_router(service))
+    # MCP over streamable HTTP, for assistants on other machines; the same bearer tokens as REST
+    app.router.routes.append(Route(MCP_PATH, mcp, include_in_schema=False))
     return app
+
+
+def _lifespan(mcp: McpEndpoint) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Where the server runs the lifespan (the daemon does not), stop the MCP sessions at shutdown."""
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await mcp.aclose()
+
+    return lifespan
 
 
 async def _threaded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from sleepd.schema import TokenRow, TokenStateRow
 __all__ = [
     "Principal",
     "authenticate",
+    "bearer_principal",
     "create_token",
     "list_tokens",
     "read_token",
@@ -102,6 +103,18 @@ def authenticate(ledger: Ledger, token: str | None) -> Principal | None:
     if state is None or state.last_used_at is None or time.time() - state.last_used_at >= defaults.TOKEN_TOUCH_SECONDS:
         _touch(ledger, digest)
     return Principal(name=row.principal, groups=tuple(json.loads(row.groups)), admin=row.admin)
+
+
+def bearer_principal(ledger: Ledger, header: str) -> Principal:
+    """The principal of an ``Authorization: Bearer <token>`` header, for every HTTP front end
+    (REST and MCP); raises :class:`Unauthorized` when it is missing, unknown or revoked."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    principal = authenticate(ledger, token.strip())
+    if principal is None:
+        raise Unauthorized("invalid token")
+    return principal
 
 
 def _touch(ledger: Ledger, digest: str) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from sleepd.api import create_app
-from sleepd.auth import create_token
+from sleepd.auth import Principal, create_token
 from sleepd.embed import Embedder
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, load_settings
@@ -254,3 +255,60 @@ def test_a_blocked_ledger_write_does_not_stall_health(service: Service, client: 
         health.join(timeout=60)
         event.remove(service.ledger.engine, "before_cursor_execute", on_execute)
     assert refreshed == [200]
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64)
+
+
+def test_binary_files_are_skipped_in_status_not_failures(make_settings: Callable[..., Settings], tmp_path: Path,
+                                                         embedder: Embedder) -> None:
+    """Images and NUL-byte files are counted as skipped, with the reason; invalid UTF-8 and
+    too-large files stay failures. A skipped file that becomes text is enriched; a text file
+    that becomes binary leaves memory and joins the skipped."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "notes.md").write_text("# Notes\n\nRelease on Fridays.\n")
+    (folder / "logo.png").write_bytes(PNG)
+    (folder / "blob.bin.txt").write_bytes(b"\x00\x01binary" * 100)
+    (folder / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (folder / "huge.txt").write_text("word " * 2000)
+    settings = make_settings(max_file_bytes=4096)
+    svc = Service.open(settings)
+    svc._embedder = embedder
+    source = FileSource(name="docs", path=folder)
+    svc.ledger.save_source(source)
+    watchers = Watchers([source], svc.ledger, settings)
+    token = {"Authorization": f"Bearer {create_token(svc.ledger, 'ann')}"}
+
+    def status() -> dict[str, Any]:
+        with TestClient(create_app(svc)) as c:
+            r = c.get("/v1/status", headers=token)
+        assert r.status_code == 200, r.text
+        entry: dict[str, Any] = r.json()["sources"][0]
+        return entry
+
+    try:
+        watchers.scan_all()
+        enrich_pending(svc, embedder)
+        docs = status()
+        assert docs["skipped"]["count"] == 2
+        assert docs["skipped"]["reasons"] == {"binary file (image)": 1, "binary file (NUL bytes)": 1}
+        assert {s["item"] for s in docs["skipped"]["items"]} == {"logo.png", "blob.bin.txt"}
+        failed = {f["item"]: f["error"] for f in docs["failed"]}
+        assert set(failed) == {"latin1.txt", "huge.txt"}
+        assert "UTF-8" in failed["latin1.txt"] and "too large" in failed["huge.txt"]
+        assert docs["items"]["enriched"] == 1 and docs["items"]["failed"] == 2
+
+        (folder / "blob.bin.txt").write_text("The blob is text now.\n")
+        (folder / "notes.md").write_bytes(b"\x00" * 32)
+        watchers.scan_all()
+        enrich_pending(svc, embedder)
+        docs = status()
+        assert {s["item"]: s["reason"] for s in docs["skipped"]["items"]} == {
+            "logo.png": "binary file (image)", "notes.md": "binary file (NUL bytes)"}
+        assert docs["items"]["enriched"] == 1 and docs["items"]["deleted"] == 1, docs["items"]
+        answered = {r.item for r in svc.query("Is the blob text now?", 400, Principal("ann")).records}
+        assert "blob.bin.txt" in answered and "notes.md" not in answered
+    finally:
+        svc.close()
+        svc.ledger.close()

@@ -126,7 +126,7 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
     wait_for(lambda: all(r["item"] != "NOTES.md" for r in query(env, "when do we release?", 2048)["records"]),
              timeout=60, interval=1.0, what="the delete in the next query")
 
-    # bad input: recorded in status, the daemon keeps running
+    # bad input: recorded in status, the daemon keeps running; binary files are skipped, not failures
     (repo / "blob.bin.txt").write_bytes(b"\x00\x01binary" * 100)
     (repo / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
     (repo / "huge.txt").write_text("word " * 100_000)
@@ -137,7 +137,10 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
 
     found = wait_for(lambda: len(failures()) >= 3 and failures(), timeout=60, interval=1.0, what="failures")
     assert isinstance(found, dict)
-    assert "binary" in found["blob.bin.txt"]
+    assert "blob.bin.txt" not in found
+    skipped = wait_for(lambda: {s["item"]: s["reason"] for s in status(env)["sources"][0]["skipped"]["items"]},
+                       timeout=60, interval=1.0, what="the skipped binary file")
+    assert skipped == {"blob.bin.txt": "binary file (NUL bytes)"}
     assert "UTF-8" in found["latin1.txt"]
     assert "too large" in found["huge.txt"]
     assert cli(env, "check").stdout.strip() == "ok"

@@ -23,8 +23,8 @@ BINARY_SNIFF = 8192
 
 
 def read_item(path: Path, max_bytes: int) -> tuple[str, str] | None:
-    """The text and content hash of a file (PDF and DOCX: their text), None if it is gone, or
-    ItemError saying why not."""
+    """The text and content hash of a file (PDF and DOCX: their text), None if it is gone or
+    binary (NUL bytes), or ItemError saying why not (too large, invalid UTF-8, unreadable)."""
     try:
         size = path.stat().st_size
         if not path.is_file():
@@ -40,7 +40,9 @@ def read_item(path: Path, max_bytes: int) -> tuple[str, str] | None:
     if extracted is not None:
         return extracted, hashlib.sha256(data).hexdigest()
     if b"\0" in data[:BINARY_SNIFF]:
-        raise ItemError("binary file (NUL bytes): not enriched")
+        # not memory, as if gone: the watcher lists it as skipped (not failed), and a file that
+        # turned binary after a change was observed has its old records retracted
+        return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

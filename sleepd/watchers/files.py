@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -23,10 +24,10 @@ from watchdog.observers.api import BaseObserver
 
 from sleepd import defaults
 from sleepd.ledger import Ledger
-from sleepd.schema import ItemRow, ItemState
+from sleepd.schema import ItemRow, ItemState, MetaRow
 from sleepd.settings import FileSource, Settings
 
-__all__ = ["FileWatcher", "ScanReport", "content_hash"]
+__all__ = ["BINARY_EXTENSIONS", "FileWatcher", "ScanReport", "binary_reason", "content_hash", "skipped_files"]
 
 log = logging.getLogger("sleepd.watchers")
 
@@ -34,6 +35,63 @@ log = logging.getLogger("sleepd.watchers")
 _EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 #: a file written without pause (a log) is still observed this often, in debounce windows
 _MAX_DELAY_WINDOWS = 10
+#: file types that never hold text, by extension: skipped (not failures), and not even opened
+BINARY_EXTENSIONS = {
+    "image": (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tif", ".tiff", ".psd", ".heic"),
+    "audio or video": (".mp3", ".wav", ".ogg", ".flac", ".m4a", ".mp4", ".mov", ".avi", ".mkv", ".webm"),
+    "archive": (".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".jar", ".whl", ".zst"),
+    "font": (".ttf", ".otf", ".woff", ".woff2", ".eot"),
+    "compiled or executable": (".exe", ".dll", ".so", ".dylib", ".o", ".a", ".class", ".pyc", ".pyo", ".wasm"),
+    "database": (".db", ".sqlite", ".sqlite3", ".parquet", ".pkl", ".npy", ".npz", ".onnx", ".pt"),
+}
+_BINARY_KIND = {ext: kind for kind, exts in BINARY_EXTENSIONS.items() for ext in exts}
+#: read for their text layer by the worker (``workers.extract.DOCUMENT_SUFFIXES``), NUL bytes or not
+_DOCUMENTS = (".pdf", ".docx")
+#: bytes looked at for NUL to call a file binary (what git and grep do; as ``workers.items``)
+_SNIFF = 8192
+#: meta key (+ the source's name) of the source's skipped files: JSON ``{key: reason}``
+SKIPPED_META = "skipped/"
+
+
+def binary_reason(path: Path, size: int, max_bytes: int) -> str | None:
+    """Why ``path`` is a binary file and not memory (its extension, or NUL bytes in its first
+    8 KiB); None for a text file, a document read for its text, or a file over ``max_bytes`` of
+    no binary type (it stays a "too large" failure: someone may want to raise the limit).
+    Raises OSError if unreadable."""
+    suffix = path.suffix.lower()
+    if suffix in _DOCUMENTS:
+        return None
+    if suffix in _BINARY_KIND:
+        return f"binary file ({_BINARY_KIND[suffix]})"
+    if size > max_bytes:
+        return None
+    with open(path, "rb") as fh:
+        return "binary file (NUL bytes)" if b"\0" in fh.read(_SNIFF) else None
+
+
+def skipped_files(ledger: Ledger, source: str) -> dict[str, str]:
+    """The files of ``source`` its watcher skips, with the reason, as of its last look at each."""
+    with ledger.read() as s:
+        row = s.get(MetaRow, SKIPPED_META + source)
+    return dict(json.loads(row.value)) if row is not None else {}
+
+
+def _note_skipped(ledger: Ledger, source: str, seen: dict[str, str | None], prefix: str | None) -> None:
+    """Record skipped (reason) and no longer skipped (None) keys; with ``prefix``, every key under
+    it not in ``seen`` is no longer skipped (a scan of that folder did not find it binary)."""
+    before = skipped_files(ledger, source)  # one watcher per source writes it: read, then write if new
+    after = {k: v for k, v in before.items() if prefix is None or not _under(k, prefix)}
+    after.update({k: v for k, v in seen.items() if v is not None})
+    for key in (k for k, v in seen.items() if v is None):
+        after.pop(key, None)
+    if after == before:
+        return
+    with ledger.write() as s:
+        row = s.get(MetaRow, SKIPPED_META + source)
+        if row is None:
+            s.add(MetaRow(key=SKIPPED_META + source, value=json.dumps(after, sort_keys=True)))
+        else:
+            row.value = json.dumps(after, sort_keys=True)
 
 
 @dataclass
@@ -177,11 +235,13 @@ class FileWatcher(FileSystemEventHandler):
         known = {k: v for k, v in self.ledger.known_items(self.source.name).items() if _under(k, prefix)}
         found: set[str] = set()
         unlisted: list[str] = []
+        skipped: dict[str, str | None] = {}
         for rel in self._walk(prefix, report, unlisted):
-            if self._visit(rel, known.get(rel), report):
+            if self._visit(rel, known.get(rel), report, skipped):
                 found.add(rel)
         if not self._root_ok():
             return  # the root vanished mid-walk: what we did not find is not deleted
+        _note_skipped(self.ledger, self.source.name, skipped, prefix)
         for key in sorted(known.keys() - found):
             # keys under a folder we could not list are unknown, not gone; and a deletion
             # already recorded (pending, no hash) would otherwise be recorded by every rescan
@@ -220,18 +280,24 @@ class FileWatcher(FileSystemEventHandler):
                 else:
                     yield rel
 
-    def _visit(self, rel: str, item: ItemRow | None, report: ScanReport) -> bool:
-        """Stat, hash if needed, observe. False: no file to track (gone, folder link, fifo...)."""
+    def _visit(self, rel: str, item: ItemRow | None, report: ScanReport, skipped: dict[str, str | None]) -> bool:
+        """Stat, hash if needed, observe. False: no file to track (gone, folder link, fifo, a
+        binary file: noted in ``skipped`` with the reason; a text file is noted with None)."""
         path = self.root / rel
         try:
             st = os.stat(path)  # follows a file symlink: its target is what gets read
             if not stat.S_ISREG(st.st_mode):
                 report.skipped += 1  # reading a fifo would block; a folder link is never followed
                 return False
-            report.seen += 1
             if item is not None and item.observed_hash is not None \
                     and (item.size, item.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                report.seen += 1
                 return True  # unchanged by size and mtime: not read
+            skipped[rel] = binary_reason(path, st.st_size, self.settings.max_file_bytes)
+            if skipped[rel] is not None:
+                report.skipped += 1  # an image is not a failure; a file that turned binary is deleted
+                return False
+            report.seen += 1
             digest = content_hash(path, st.st_size, self.settings.max_file_bytes, st.st_mtime_ns)
             report.hashed += 1
         except OSError as exc:
@@ -303,9 +369,11 @@ class FileWatcher(FileSystemEventHandler):
             exists, is_dir = False, False
         if is_dir or (was_dir and not exists):
             self._sync(rel, report)  # walks it, or deletes every key under a vanished folder
-        elif exists and not self._filters().hides(rel, False) and self._visit(rel, None, report):
             return
-        elif self.ledger.observe_deleted(self.source.name, rel):
+        skipped: dict[str, str | None] = {rel: None}  # gone or excluded: not a skipped file either
+        tracked = exists and not self._filters().hides(rel, False) and self._visit(rel, None, report, skipped)
+        _note_skipped(self.ledger, self.source.name, skipped, None)
+        if not tracked and self.ledger.observe_deleted(self.source.name, rel):
             report.deleted += 1
 
     def on_any_event(self, event: FileSystemEvent) -> None:
