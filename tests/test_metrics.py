@@ -28,13 +28,13 @@ ROOT = Principal("root", admin=True)
 
 @pytest.fixture
 def service(tmp_path: Path, settings: Settings, embedder: Embedder) -> Iterator[Service]:
-    """notes/ enriched (two documents, one binary file that fails), then one more file observed
+    """notes/ enriched (two documents, one file of invalid UTF-8 that fails), then one more file observed
     and left pending."""
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "deploys.md").write_text("# Deploys\n\nDeploys run on Tuesdays after the freeze.\n")
     (notes / "oncall.md").write_text("# On call\n\nThe on-call engineer answers pages within 15 minutes.\n")
-    (notes / "logo.md").write_bytes(b"\x89PNG\x00\x00binary")
+    (notes / "latin1.md").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
     svc = Service.open(settings)
     svc._embedder = embedder
     source = FileSource(name="notes", path=notes, profile="docs")
@@ -75,7 +75,7 @@ def test_metrics_say_what_the_ledger_holds(service: Service) -> None:
     assert _value(samples, "sleepd_items", state="enriched", **files) == 2
     assert _value(samples, "sleepd_items", state="failed", **files) == 1
     assert _value(samples, "sleepd_items", state="pending", **files) == 1
-    assert _value(samples, "sleepd_item_errors", source="notes", kind="binary") == 1
+    assert _value(samples, "sleepd_item_errors", source="notes", kind="encoding") == 1
     assert _value(samples, "sleepd_queue_depth", source="notes") == 1
     assert _value(samples, "sleepd_queue_oldest_age_seconds", source="notes") > 0
     records = sum(s.value for s in samples["sleepd_records"] if s.labels["source"] == "notes")

@@ -220,14 +220,14 @@ def test_a_batch_embeds_together_but_publishes_and_fails_each_item_alone(
     settings = make_settings()
     ledger = Ledger(settings.database_url)
     write_repo(tmp_path / "repo")
-    (tmp_path / "repo" / "blob.py").write_bytes(b"\x00\x01 not text")
+    (tmp_path / "repo" / "blob.py").write_bytes(b"\xff\xfe not text")
     ledger.save_source(FileSource(name="repo", path=tmp_path / "repo"))
     Watchers(ledger.sources(), ledger, settings).scan_all()
     items = ledger.known_items("repo")
     batch = [(items[k].id or 0, False) for k in ("mod0.py", "blob.py", "mod1.py", "mod2.py")]
     outcomes = run_batch(ledger, embedder, settings, batch)
     assert [o.status for o in outcomes] == ["published", "failed", "published", "published"]
-    assert "binary" in (outcomes[1].error or "")
+    assert "UTF-8" in (outcomes[1].error or "")
     after = ledger.known_items("repo")
     assert {k: i.version for k, i in after.items()} == {"mod0.py": 1, "blob.py": 0, "mod1.py": 1, "mod2.py": 1}
     with ledger.read() as s:  # each item's records carry that item's own vectors
