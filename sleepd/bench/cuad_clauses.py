@@ -38,8 +38,8 @@ from workers.enrich.contracts import Clause, analyse_contract
 
 __all__ = ["CategoryScore", "EvalReport", "bench_clauses", "evaluate_cuad", "format_report", "gold_clauses"]
 
-#: the name ``sleepd bench --corpus`` knows this evaluation by, and its report's file name
-NAME = "cuad-clauses"
+#: the per-category table ``sleepd bench --corpus cuad-clauses`` writes to its output folder
+REPORT_FILE = "cuad-clauses.md"
 #: contracts scored by ``sleepd bench --quick`` (a seeded sample is not needed: the order is by name)
 QUICK_CONTRACTS = 20
 #: share of a gold clause's words a predicted clause must cover
@@ -192,7 +192,7 @@ def bench_clauses(data: Path, out: Path, limit: int | None) -> dict[str, Any]:
     ``out/cuad-clauses.md`` and return the micro scores and the counts, for ``report.json``."""
     report = evaluate_cuad(data / "cuad", limit)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{NAME}.md").write_text(f"# CUAD clause classification\n\n{format_report(report)}\n", encoding="utf-8")
+    (out / REPORT_FILE).write_text(f"# CUAD clause classification\n\n{format_report(report)}\n", encoding="utf-8")
     micro = report.micro
     return {"contracts": report.contracts, "clauses": report.clauses, "gold": micro.gold,
             "precision": round(micro.precision, 4), "recall": round(micro.recall, 4), "f1": round(micro.f1, 4),
