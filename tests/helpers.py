@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from workers.tasks import enrich_pending
+from sleepd.bench.drain import enrich_pending
 
 __all__ = ["enrich_pending", "free_port", "unavailable", "wait_for"]
 

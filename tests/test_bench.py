@@ -10,13 +10,16 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from sleepd.bench import BUDGETS, BenchConfig, run_bench
 from sleepd.bench.baseline import PlainRAG, chunk_text
 from sleepd.bench.corpora import ClauseGold, ContractGold, RowGold, Snippet, SpanGold
+from sleepd.bench.cuad_clauses import evaluate_cuad
+from sleepd.bench.datasets import DATA_DIR
 from sleepd.bench.report import baseline_budget_for, reduction
 from sleepd.bench.swebench import definitions
-from sleepd.datasets import DATA_DIR
+from sleepd.cli import cli
 from sleepd.embed import Embedder
 from sleepd.errors import ConfigError
 from sleepd.tokens import get_tokenizer
@@ -91,6 +94,24 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     markdown = (out / "report.md").read_text()
     assert "| sleepd |" in markdown and all(f"## {name}" in markdown for name in report["corpora"])
     assert (out / "recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_scores_the_clause_classifier_as_a_corpus(tmp_path: Path) -> None:
+    """``sleepd bench --corpus cuad-clauses``: the clause evaluation beside the retrieval corpora,
+    the same figures :func:`evaluate_cuad` gives, with no retrieval run (so no recall plot)."""
+    data, out = _data(tmp_path), tmp_path / "out"
+    result = CliRunner().invoke(cli, ["bench", "--data", str(data), "--out", str(out), "--corpus", "cuad-clauses",
+                                      "--contracts", "4"])
+    assert result.exit_code == 0, result.output
+    clauses = json.loads((out / "report.json").read_text())["cuad_clauses"]
+    direct = evaluate_cuad(DATA / "cuad", limit=4)
+    assert clauses["contracts"] == direct.contracts == 4 and clauses["gold"] == direct.micro.gold > 0
+    assert clauses["precision"] == round(direct.micro.precision, 4)
+    assert clauses["recall"] == round(direct.micro.recall, 4)
+    assert "| **micro** |" in (out / "cuad-clauses.md").read_text()
+    assert "## CUAD clause classification" in (out / "report.md").read_text()
+    assert not (out / "recall.png").exists()
+    assert f"cuad-clauses: 4 contracts, micro precision {clauses['precision']:.3f}" in result.output
 
 
 def test_scoring_rules() -> None:

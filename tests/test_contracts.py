@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sleepd.datasets import DATA_DIR
+from sleepd.bench.cuad_clauses import evaluate_cuad, gold_clauses
+from sleepd.bench.datasets import DATA_DIR
 from sleepd.errors import ConfigError
 from sleepd.records import RecordKind
 from workers.enrich import PROFILES, enrich_text
@@ -24,7 +25,6 @@ from workers.enrich.contract_fields import (
     parties,
 )
 from workers.enrich.contracts import analyse_contract, contract_fields, enrich_contract
-from workers.enrich.cuad_eval import evaluate_cuad, gold_clauses
 from workers.enrich.playbook import evaluate, load_playbook
 
 CUAD = DATA_DIR / "cuad"

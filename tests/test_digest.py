@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click.core
 
-from sleepd.datasets import load_tau2_retail, tau2_retail_source
+from sleepd.bench.datasets import load_tau2_retail, tau2_retail_source
 from sleepd.glossary import expand
 from sleepd.records import Draft, RecordKind
 from sleepd.sqlrows import account_document, read_item

@@ -189,7 +189,8 @@ from sleepd.service import Service
 from sleepd.settings import FileSource, load_settings
 from sleepd.watchers import Watchers
 from sleepd.watchers.files import content_hash
-from workers.tasks import enrich_pending, run_batch, then_aggregates
+from sleepd.bench.drain import enrich_pending
+from workers.tasks import run_batch, then_aggregates
 
 folder, home, order, size = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 questions = json.loads(sys.argv[5])

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from sleepd import defaults
-from sleepd.cli import _scheduler_line, cli
+from sleepd.cli import cli
+from sleepd.cli.status import scheduler_line as _scheduler_line
 from sleepd.errors import ConfigError
 from sleepd.ledger import Ledger
 from sleepd.scheduler import Scheduler, SchedulerState

@@ -34,8 +34,8 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from sleepd.auth import Principal
+from sleepd.bench.datasets import load_tau2_retail, tau2_retail_source
 from sleepd.cli import cli
-from sleepd.datasets import load_tau2_retail, tau2_retail_source
 from sleepd.embed import Embedder
 from sleepd.errors import ConfigError, Unavailable
 from sleepd.ledger import Ledger

@@ -11,14 +11,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy.exc import OperationalError
 
-from sleepd import defaults
 from sleepd.aggregates import is_aggregate, plan_for, refresh_aggregates
 from sleepd.embed import MODEL_NAME, Embedder, get_embedder
 from sleepd.errors import ItemError, Unavailable
@@ -31,10 +30,7 @@ from workers.app import app, current_settings
 from workers.enrich import enrich_text
 from workers.items import load_item, read_item
 
-if TYPE_CHECKING:
-    from sleepd.service import Service
-
-__all__ = ["PIPELINE_VERSION", "TASK_NAME", "enrich_items", "enrich_pending", "pipeline_version", "read_item",
+__all__ = ["PIPELINE_VERSION", "TASK_NAME", "enrich_items", "pipeline_version", "read_item",
            "run_batch", "run_enrichment", "then_aggregates"]
 
 log = logging.getLogger("sleepd.worker")
@@ -232,32 +228,6 @@ def _run_aggregate(ledger: Ledger, embedder: Embedder, settings: Settings, sourc
     if version is None:
         return Outcome("unchanged")
     return Outcome("published", version=version, records=len(drafts))
-
-
-def enrich_pending(service: Service, embedder: Embedder,
-                   on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Drain the queue in this process: run S(c) for every open change now, exactly as a worker
-    would, then apply the index events. For tests and ``sleepd bench``; the daemon uses Celery.
-    A transient error (an sql source unreachable) is raised once its batchmates are published."""
-    outcomes = []
-    while True:
-        due = service.ledger.due_changes(100, lease_seconds=3600)
-        if not due:
-            break
-        service.ledger.mark_enqueued([c.id for c in due if c.id is not None])
-        for start in range(0, len(due), defaults.BATCH_ITEMS):  # as the scheduler hands them out
-            batch = due[start:start + defaults.BATCH_ITEMS]
-            done = run_batch(service.ledger, embedder, service.settings, [(c.item_id, c.force) for c in batch])
-            for change, outcome in zip(batch, done, strict=True):
-                then_aggregates(service.ledger, change.item_id)
-                outcomes.append(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome)
-            transient = next((o.exc for o in done if o.exc is not None), None)
-            if transient is not None:
-                raise transient
-    service.indexer.sync()
-    return outcomes
 
 
 _ledgers: dict[str, Ledger] = {}

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from sleepd.bench.corpora import Corpus, Question, RowGold
-from sleepd.datasets import load_tau2_airline, load_tau2_retail, tau2_airline_source, tau2_retail_source
+from sleepd.bench.datasets import load_tau2_airline, load_tau2_retail, tau2_airline_source, tau2_retail_source
 from sleepd.errors import ConfigError
 from sleepd.settings import SqlSource
 from sleepd.sqlrows import read_item, row_id

@@ -16,6 +16,7 @@ from typing import Any
 from sleepd import defaults
 from sleepd.auth import Principal
 from sleepd.bench.corpora import Corpus, Snippet
+from sleepd.bench.drain import enrich_pending
 from sleepd.embed import Embedder, Vectors
 from sleepd.index import open_index
 from sleepd.ledger import Ledger
@@ -24,7 +25,7 @@ from sleepd.schema import ItemState
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, Source
 from sleepd.watchers import Watchers
-from workers.tasks import Outcome, enrich_pending
+from workers.tasks import Outcome
 
 __all__ = ["ADMIN", "TimedEmbedder", "Workspace", "incremental", "open_workspace", "raw_model", "to_snippet"]
 

@@ -37,11 +37,15 @@ from sleepd.embed import MODEL_NAME, Embedder, get_embedder
 from sleepd.errors import ConfigError
 from sleepd.tokens import Tokenizer, get_tokenizer
 
-__all__ = ["BUDGETS", "CORPORA", "BenchConfig", "run_bench"]
+__all__ = ["BUDGETS", "CORPORA", "EVALUATIONS", "BenchConfig", "run_bench"]
 
 #: the token budgets every system is measured at
 BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
 CORPORA = ("contracts", "code", "accounts", "airline")
+#: the CUAD clause evaluation, by its --corpus name
+CLAUSES = "cuad-clauses"
+#: evaluations of one enricher, not of retrieval: scored on their own, no baseline, no latency
+EVALUATIONS = (CLAUSES,)
 #: 100k points: the size the issue's latency goals are stated at
 SCALE_POINTS = 100_000
 #: the budget latency is measured at
@@ -91,7 +95,7 @@ def _load(name: str, config: BenchConfig, work: Path) -> Corpus:
         tasks = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
         extra = config.extra_accounts if config.extra_accounts is not None else (40 if config.quick else None)
         return load_accounts(config.data, work, tasks, extra, domain="retail" if name == "accounts" else name)
-    raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA)}.")
+    raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA + EVALUATIONS)}.")
 
 
 @contextmanager
@@ -223,18 +227,36 @@ def machine() -> dict[str, Any]:
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
-    """Run every corpus of ``config`` and write report.json, report.md and recall.png to ``config.out``."""
+    """Run every corpus of ``config`` and write report.json, report.md and recall.png to ``config.out``
+    (and ``cuad-clauses.md`` when that evaluation is asked for)."""
     for name in config.corpora:
-        if name not in CORPORA:
-            raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA)}.")
+        if name not in CORPORA + EVALUATIONS:
+            raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA + EVALUATIONS)}.")
     config.out.mkdir(parents=True, exist_ok=True)
-    work = config.out / "work"
     started = time.time()
-    embedder = get_embedder()
     report: dict[str, Any] = {"started_at": started, "quick": config.quick, "budgets": list(BUDGETS),
                               "machine": machine(), "corpora": {}}
+    if CLAUSES in config.corpora:
+        # imported here: `python -m sleepd.bench.cuad_clauses` must not find it imported by the package
+        from sleepd.bench.cuad_clauses import QUICK_CONTRACTS, bench_clauses
+
+        limit = config.contracts if config.contracts is not None else (QUICK_CONTRACTS if config.quick else None)
+        report["cuad_clauses"] = bench_clauses(config.data, config.out, limit)
+    retrieval = tuple(name for name in config.corpora if name in CORPORA)
+    if retrieval:
+        _bench_retrieval(config, retrieval, report)
+    report["seconds"] = round(time.time() - started, 1)
+    report["peak_rss_mb"] = _peak_rss_mb()
+    write_reports(report, config.out)
+    return report
+
+
+def _bench_retrieval(config: BenchConfig, names: tuple[str, ...], report: dict[str, Any]) -> None:
+    """The retrieval corpora against plain RAG, then search latency at scale and idle awareness."""
+    work = config.out / "work"
+    embedder = get_embedder()
     with _bar(config.progress) as bar:
-        corpora = [_load(name, config, work) for name in config.corpora]  # fail fast, before hours of work
+        corpora = [_load(name, config, work) for name in names]  # fail fast, before hours of work
         for corpus in corpora:
             report["corpora"][corpus.name] = bench_corpus(corpus, config, work, embedder, bar)
             write_reports(report, config.out)  # a long run keeps what it measured so far
@@ -247,7 +269,3 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             task = bar.add_task("idle awareness: the daemon's first pass under questions", total=None)
             report["idle_awareness"] = _idle(file_corpora[0], config, work)
             bar.update(task, completed=1, total=1)
-    report["seconds"] = round(time.time() - started, 1)
-    report["peak_rss_mb"] = _peak_rss_mb()
-    write_reports(report, config.out)
-    return report

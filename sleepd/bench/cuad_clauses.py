@@ -15,8 +15,10 @@ Scoring, on normalised words (lower-case letters and digits):
 * a predicted clause is a **true positive** if it covers some gold clause of its category by
   the same rule.
 
-Micro averages pool the counts of all categories. ``python -m workers.enrich.cuad_eval`` prints
-the table.
+Micro averages pool the counts of all categories. ``sleepd bench --corpus cuad-clauses`` writes
+the table to ``cuad-clauses.md`` in its output folder (:func:`bench_clauses`); ``python -m
+sleepd.bench.cuad_clauses [CUAD folder]`` prints it (``docs/cuad-clauses.md`` is made so). An
+evaluation of the product, so it lives with the bench, not in the workers.
 """
 
 from __future__ import annotations
@@ -28,13 +30,18 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sleepd.datasets import DATA_DIR
+from sleepd.bench.datasets import DATA_DIR
 from workers.enrich.clause_types import CATEGORIES
 from workers.enrich.contracts import Clause, analyse_contract
 
-__all__ = ["CategoryScore", "EvalReport", "evaluate_cuad", "format_report", "gold_clauses"]
+__all__ = ["CategoryScore", "EvalReport", "bench_clauses", "evaluate_cuad", "format_report", "gold_clauses"]
 
+#: the per-category table ``sleepd bench --corpus cuad-clauses`` writes to its output folder
+REPORT_FILE = "cuad-clauses.md"
+#: contracts scored by ``sleepd bench --quick`` (a seeded sample is not needed: the order is by name)
+QUICK_CONTRACTS = 20
 #: share of a gold clause's words a predicted clause must cover
 COVERAGE = 0.5
 DEFAULT_DIR = DATA_DIR / "cuad"
@@ -178,6 +185,19 @@ def format_report(report: EvalReport) -> str:
     mean = report.clause_words / report.clauses if report.clauses else 0
     rows.append(f"\n{report.contracts} contracts, {report.clauses} clauses, {mean:.0f} words per clause on average")
     return "\n".join(rows)
+
+
+def bench_clauses(data: Path, out: Path, limit: int | None) -> dict[str, Any]:
+    """Score the first ``limit`` contracts of ``data/cuad`` (all: None), write the table to
+    ``out/cuad-clauses.md`` and return the micro scores and the counts, for ``report.json``."""
+    report = evaluate_cuad(data / "cuad", limit)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_FILE).write_text(f"# CUAD clause classification\n\n{format_report(report)}\n", encoding="utf-8")
+    micro = report.micro
+    return {"contracts": report.contracts, "clauses": report.clauses, "gold": micro.gold,
+            "precision": round(micro.precision, 4), "recall": round(micro.recall, 4), "f1": round(micro.f1, 4),
+            "by_category": {name: {"gold": s.gold, "precision": round(s.precision, 4), "recall": round(s.recall, 4)}
+                            for name, s in report.categories.items()}}
 
 
 if __name__ == "__main__":

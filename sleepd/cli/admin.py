@@ -1,5 +1,5 @@
-"""The admin's commands: ``history``, ``show``, ``diff``, ``audit``, ``token list`` and
-``token revoke``. Each goes through the running daemon's API when one answers (with the token
+"""The admin's commands: ``history``, ``show``, ``diff``, ``audit`` and ``token create``, ``list``,
+``revoke``. Each but ``token create`` goes through the running daemon's API when one answers (with the token
 of the settings or the home folder) and reads the ledger directly otherwise: none of them needs
 the index or the model, so no daemon is required."""
 
@@ -12,19 +12,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from sleepd import defaults
-from sleepd.auth import Principal
+from sleepd.cli.common import LOCAL_ADMIN, json_option, load_settings, out, print_json
 from sleepd.ledger import Ledger
-from sleepd.settings import load_settings
 
-__all__ = ["audit", "diff", "history", "show", "token_list", "token_revoke"]
-
-out = Console()
-#: who the CLI acts as when it reads the ledger itself (whoever can read the ledger is admin)
-LOCAL_ADMIN = Principal("local-admin", admin=True)
+__all__ = ["audit", "diff", "history", "show", "token"]
 
 
 def _fetch(method: str, path: str, local: Callable[[Ledger], dict[str, Any]],
@@ -55,18 +49,13 @@ def _when(at: float | None) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
 
 
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
 _source_option = click.option("--source", help="The item's source, when the same key is in several.")
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 
 
 @click.command()
 @click.argument("item")
 @_source_option
-@_json_option
+@json_option
 def history(item: str, source: str | None, as_json: bool) -> None:
     """Every version of ITEM (a path, or TABLE:KEY for an sql source), newest first."""
     from sleepd.history import item_history
@@ -74,7 +63,7 @@ def history(item: str, source: str | None, as_json: bool) -> None:
     report = _fetch("GET", _item_path(item, "/history", source=source),
                     lambda led: item_history(led, LOCAL_ADMIN, item, source))
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     table = Table(title=f"{report['source']}:{report['item']} ({report['state']})")
     for column in ("version", "published", "status", "content hash", "pipeline", "records", "by kind"):
@@ -91,7 +80,7 @@ def history(item: str, source: str | None, as_json: bool) -> None:
 @click.argument("item")
 @click.option("--version", type=int, help="Which version (default: the current one).")
 @_source_option
-@_json_option
+@json_option
 def show(item: str, version: int | None, source: str | None, as_json: bool) -> None:
     """The records of one version of ITEM, with their evidence."""
     from sleepd.history import item_version
@@ -99,7 +88,7 @@ def show(item: str, version: int | None, source: str | None, as_json: bool) -> N
     report = _fetch("GET", _item_path(item, version=version, source=source),
                     lambda led: item_version(led, LOCAL_ADMIN, item, version, source))
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     v = report["version"]
     out.print(f"[bold]{report['source']}:{report['item']}[/bold] version {v['version']} ({v['status']}"
@@ -119,7 +108,7 @@ def show(item: str, version: int | None, source: str | None, as_json: bool) -> N
 @click.argument("a", type=int)
 @click.argument("b", type=int)
 @_source_option
-@_json_option
+@json_option
 def diff(item: str, a: int, b: int, source: str | None, as_json: bool) -> None:
     """What changed in ITEM from version A to version B: records added, removed, changed."""
     from sleepd.history import diff_versions
@@ -127,7 +116,7 @@ def diff(item: str, a: int, b: int, source: str | None, as_json: bool) -> None:
     report = _fetch("GET", _item_path(item, "/diff", a=a, b=b, source=source),
                     lambda led: diff_versions(led, LOCAL_ADMIN, item, a, b, source))
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     old, new = report["a"], report["b"]
     out.print(f"{report['source']}:{report['item']} v{a} -> v{b}: content "
@@ -148,7 +137,7 @@ def diff(item: str, a: int, b: int, source: str | None, as_json: bool) -> None:
 @click.option("--action", help="Only this action (token.create, token.revoke, token.refused, purge, ...).")
 @click.option("--limit", type=int, default=defaults.AUDIT_LIMIT, show_default=True,
               help="The newest this many entries.")
-@_json_option
+@json_option
 def audit(since: str | None, action: str | None, limit: int, as_json: bool) -> None:
     """The audit log: who created and revoked tokens, refused requests, refreshes, purges."""
     from sleepd.audit import audit_entries, parse_since
@@ -158,22 +147,40 @@ def audit(since: str | None, action: str | None, limit: int, as_json: bool) -> N
     report = _fetch("GET", f"/v1/audit?{query}",
                     lambda led: {"since": start, "entries": audit_entries(led, start, limit, action)})
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     for entry in report["entries"]:
         click.echo(f"{_when(entry['at'])}  {entry['actor']}  {entry['action']}  "
                    f"{json.dumps(entry['detail'], default=str)}")
 
 
-@click.command("list")
-@_json_option
+@click.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.argument("principal")
+@click.option("--group", "groups", multiple=True, help="Groups the principal belongs to.")
+@click.option("--admin", is_flag=True, help="May refresh, purge and read everything.")
+def token_create(principal: str, groups: tuple[str, ...], admin: bool) -> None:
+    """Create a token for PRINCIPAL and print it (once)."""
+    from sleepd.auth import create_token
+
+    ledger = Ledger(load_settings().database_url)
+    click.echo(create_token(ledger, principal, groups, admin))
+    ledger.close()
+
+
+@token.command("list")
+@json_option
 def token_list(as_json: bool) -> None:
     """Every token: principal, groups, admin, created, last used, revoked."""
     from sleepd.auth import list_tokens
 
     report = _fetch("GET", "/v1/tokens", lambda led: {"tokens": list_tokens(led)})
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     table = Table(title="sleepd tokens")
     for column in ("id", "principal", "groups", "admin", "created", "last used", "revoked"):
@@ -185,7 +192,7 @@ def token_list(as_json: bool) -> None:
     out.print(table)
 
 
-@click.command("revoke")
+@token.command("revoke")
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke NAME's tokens (a principal, or a token id from `sleepd token list`): refused at once."""

@@ -1,0 +1,28 @@
+"""The ledger: durable state of sources, items, changes, versions and records.
+
+Every write that matters happens here, in one transaction each. SQLite runs in WAL mode with
+``BEGIN IMMEDIATE`` for writers (so two processes never deadlock upgrading a lock) and a
+separate reader engine whose deferred transactions see one consistent snapshot.
+
+One facade, :class:`Ledger`, composed of one mixin per concern: ``engine`` (connections,
+sessions, meta, audit), ``sources``, ``outbox`` (observations and scheduling), ``versions``
+(publish, retract, fail), ``index_events``, ``queries`` (current records, query log), ``purge``
+and ``status``.
+"""
+
+from __future__ import annotations
+
+from sleepd.ledger.index_events import IndexEventsMixin
+from sleepd.ledger.outbox import OutboxMixin
+from sleepd.ledger.purge import PurgeMixin, PurgeReceipt
+from sleepd.ledger.queries import QueriesMixin
+from sleepd.ledger.sources import SourcesMixin
+from sleepd.ledger.status import StatusMixin
+from sleepd.ledger.versions import VersionsMixin, record_id
+
+__all__ = ["Ledger", "PurgeReceipt", "record_id"]
+
+
+class Ledger(SourcesMixin, OutboxMixin, VersionsMixin, IndexEventsMixin, QueriesMixin, PurgeMixin, StatusMixin):
+    """Durable state of sources, items, changes, versions and records; every write that matters
+    happens here, in one transaction each."""

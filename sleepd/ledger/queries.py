@@ -1,0 +1,61 @@
+"""The query's side: the candidates still current, read in one snapshot, and the query log
+(which drives demand-ordered scheduling and idleness)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from sqlalchemy.orm import defer
+from sqlmodel import col, select
+
+from sleepd.ledger.engine import LedgerBase, delete_where, write_meta
+from sleepd.schema import (
+    ItemRow,
+    QueryLogItemRow,
+    QueryLogRow,
+    RecordRow,
+)
+
+__all__ = ["QueriesMixin"]
+
+
+class QueriesMixin(LedgerBase):
+    """What the query verifies its candidates against, and what it logs."""
+
+    def current_records(self, ids: Sequence[str]) -> tuple[list[RecordRow], dict[int, ItemRow]]:
+        """The candidates that are still the published version of a live item, read in one
+        snapshot (so an item's records all come from one version), with their items. One
+        snapshot on PostgreSQL too: the reader's transactions are REPEATABLE READ."""
+        if not ids:
+            return [], {}
+        with self.read() as s:
+            # without the stored vectors: the query never reads them, and they are most of a row
+            rows = list(s.exec(select(RecordRow).options(defer(RecordRow.embedding))  # type: ignore[arg-type]
+                               .where(col(RecordRow.id).in_(list(ids)))).all())
+            item_ids = {r.item_id for r in rows}
+            items = {i.id: i for i in s.exec(select(ItemRow).where(col(ItemRow.id).in_(item_ids))).all()}
+        live = [r for r in rows if r.item_id in items and items[r.item_id].version == r.version]
+        return live, {k: v for k, v in items.items() if k is not None}
+
+    def log_query(self, *rows: QueryLogRow) -> None:
+        """Append query-log rows in one transaction; ``last_query_at`` becomes the latest."""
+        if not rows:
+            return
+        latest = str(max(r.at for r in rows))
+        with self.write() as s:
+            s.add_all(rows)
+            s.flush()
+            s.add_all([QueryLogItemRow(query_id=r.id, item_id=i) for r in rows if r.id is not None
+                       for i in sorted({int(i) for i in json.loads(r.items or "[]")})])
+            write_meta(s, "last_query_at", latest)
+
+    def prune_query_log(self, before: float) -> int:
+        """Delete query-log rows logged before ``before`` (a time.time()); returns how many."""
+        old = select(QueryLogRow.id).where(col(QueryLogRow.at) < before)
+        with self.write() as s:
+            delete_where(s, QueryLogItemRow, col(QueryLogItemRow.query_id).in_(old))
+            return delete_where(s, QueryLogRow, col(QueryLogRow.at) < before)
+
+    def last_query_at(self) -> float:
+        return float(self.get_meta("last_query_at") or 0.0)

@@ -1,0 +1,150 @@
+"""The command line's contract: exit codes (0 done, 1 unhealthy, 2 error) and errors that are one
+line on stderr, through ``main`` as the ``sleepd`` program runs it, against a real home in tmp_path;
+and every option with an environment fallback names it in ``--help``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from sleepd.cli import cli, main
+from sleepd.ledger import Ledger
+from tests.helpers import free_port
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh home, no config file, and an API port where no daemon answers."""
+    monkeypatch.setenv("SLEEPD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SLEEPD_CONFIG", "")
+    monkeypatch.setenv("SLEEPD_API_PORT", str(free_port()))
+    monkeypatch.delenv("SLEEPD_API_URL", raising=False)
+    return tmp_path / "home"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``sleepd ARGS`` in this process: (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_line(text: str) -> str:
+    assert text.strip() and "\n" not in text.strip(), f"not one line: {text!r}"
+    return text.strip()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("nonsense",), "sleepd: error: No such command 'nonsense'"),
+    (("query",), "sleepd: error: Missing argument 'Q'"),
+    (("query", "x", "--budget", "many"), "sleepd: error: Invalid value for '--budget': 'many' is not a valid integer"),
+    (("query", "x", "--bogus"), "sleepd: error: No such option '--bogus'"),
+    (("run", "--profile", "poems"), "sleepd: error: Invalid value for '--profile'"),
+    (("worker", "--nice", "40"), "sleepd: error: Invalid value for '--nice'"),
+    (("purge",), "sleepd: error: give --source or --path (or both)"),
+    (("purge", "--source", "s", "--lift"), "sleepd: error: --lift needs the --path glob"),
+    (("sources", "add"), "sleepd: error: give a folder PATH, or --sql URL"),
+    (("sources", "add", "--sql", "sqlite:///x.db"), "sleepd: error: with --sql give --key"),
+    (("diff", "notes.md", "1", "two"), "sleepd: error: Invalid value for 'B'"),
+    (("token", "create"), "sleepd: error: Missing argument 'PRINCIPAL'"),
+    (("bench", "--out", "x"), "sleepd: error: Missing option '--data'"),
+    (("llm", "estimate", "--source"), "sleepd: error: Option '--source' requires an argument"),
+])
+def test_usage_errors_are_one_line_and_exit_2(home: Path, capsys: pytest.CaptureFixture[str],
+                                              args: tuple[str, ...], says: str) -> None:
+    code, out, err = _run(capsys, *args)
+    assert code == 2 and out == ""
+    assert _one_line(err).startswith(says)
+
+
+def test_a_bad_query_and_a_bad_path_are_one_line_and_exit_2(home: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "query", "", "--json")
+    assert code == 2 and "non-empty" in _one_line(err)
+    code, _, err = _run(capsys, "query", "x", "--budget", "0")
+    assert code == 2 and "out of range" in _one_line(err)
+    code, _, err = _run(capsys, "run", str(tmp_path / "missing"))
+    assert code == 2 and "not a folder" in _one_line(err)
+
+
+def test_a_bad_config_is_one_line_naming_the_key_and_exit_2(home: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "sleepd.toml"
+    config.write_text("[sleepd]\nidle_seconds = 'soon'\n")
+    monkeypatch.setenv("SLEEPD_CONFIG", str(config))
+    for command in (("status",), ("check",), ("sources", "list"), ("token", "list"), ("audit",)):
+        code, out, err = _run(capsys, *command)
+        line = _one_line(err)
+        assert code == 2 and out == "" and "idle_seconds" in line and "soon" in line, (command, line)
+    config.write_text("[sleepd\n")
+    code, _, err = _run(capsys, "status")
+    assert code == 2 and "not valid TOML" in _one_line(err)
+
+
+def test_without_a_daemon(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``check`` is unhealthy (exit 1); the ledger's commands work from the ledger; a missing item
+    or source is one line and exit 2."""
+    code, out, err = _run(capsys, "check")
+    assert code == 1 and out == "" and _one_line(err) == f"unhealthy: daemon not running (home {home})"
+    code, out, _ = _run(capsys, "status", "--json")
+    assert code == 0 and '"state": "not running"' in out
+    code, out, _ = _run(capsys, "token", "list", "--json")
+    assert code == 0 and '"tokens": []' in out
+    code, _, err = _run(capsys, "history", "wages.md")
+    assert code == 2 and "wages.md" in _one_line(err)
+    code, _, err = _run(capsys, "sql-triggers", "shop")
+    assert code == 2 and _one_line(err) == "sleepd: error: Invalid value for SOURCE: no sql source named 'shop'"
+
+
+def test_sources_and_tokens_round_trip(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    code, out, _ = _run(capsys, "sources", "add", str(folder), "--name", "notes")
+    assert code == 0 and out.strip() == f"added source notes: {folder.resolve()}"
+    code, out, _ = _run(capsys, "sources", "list")
+    assert code == 0 and out.startswith("notes\tfiles\t")
+    code, out, _ = _run(capsys, "token", "create", "ana", "--group", "legal")
+    assert code == 0 and len(out.strip()) > 20
+    ledger = Ledger(f"sqlite:///{home / 'ledger.db'}")
+    try:
+        assert [s.name for s in ledger.sources()] == ["notes"]
+    finally:
+        ledger.close()
+    code, out, _ = _run(capsys, "token", "revoke", "ana")
+    assert code == 0 and out.startswith("revoked 1 token of ana: ")
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    for name, command in sorted(group.commands.items()):
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_help_names_every_environment_variable() -> None:
+    runner = CliRunner()
+    shown: set[str] = set()
+    for path, command in _commands(cli):
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, path
+        text = " ".join(result.output.split())
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar:
+                assert f"env var: {param.envvar}" in text, (path, param.name)
+                shown.add(str(param.envvar))
+    assert shown == {"SLEEPD_API_PORT", "SLEEPD_SQL_URL", "SLEEPD_SQL_PASSWORD_ENV", "SLEEPD_BENCH_DATA",
+                     "SLEEPD_BENCH_CACHE"}
+
+
+def test_no_command_prints_the_help_and_exits_2(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys)
+    assert code == 2 and err.startswith("Usage: sleepd [OPTIONS] COMMAND") and "query" in err
