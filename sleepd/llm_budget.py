@@ -36,7 +36,6 @@ __all__ = [
     "reserve",
     "settle",
     "settle_outcome",
-    "status_report",
     "usage_today",
 ]
 
@@ -211,11 +210,3 @@ def llm_status(ledger: Ledger, settings: Settings) -> dict[str, Any]:
         "recent_skips": [{"item_id": r.item_id, "outcome": r.outcome, "reason": r.error} for r in skipped],
     }
 
-
-def status_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
-    """The ledger's status, with an ``llm`` block when ``settings`` configure the LLM layer (model,
-    tokens today, budget left, calls, drops)."""
-    report = ledger.status()
-    if settings.llm_enabled:
-        report["llm"] = llm_status(ledger, settings)
-    return report

@@ -4,7 +4,6 @@ reindex. One Service holds the ledger, the index and the query engine of one pro
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,18 +15,15 @@ from sleepd.errors import BadRequest, Forbidden, NotFound
 from sleepd.index import VectorIndex, open_index
 from sleepd.indexer import Indexer
 from sleepd.ledger import Ledger
-from sleepd.llm_budget import status_report
 from sleepd.query import QueryEngine, QueryResult
 from sleepd.settings import FileSource, Settings
+from sleepd.status import status_report
 from sleepd.tokens import get_tokenizer
-from sleepd.watchers.files import skipped_files
 
-__all__ = ["Service", "skipped_summary"]
+__all__ = ["Service"]
 
 #: how often the query re-reads where file sources live (to read a changed item's current lines)
 ROOTS_SECONDS = 5.0
-#: skipped files a source's status lists by name (the count and the reasons cover them all)
-STATUS_SKIPPED = 20
 
 
 class Service:
@@ -77,8 +73,6 @@ class Service:
 
     def status(self) -> dict[str, Any]:
         status = status_report(self.ledger, self.settings)
-        for source in status.get("sources", []):
-            source["skipped"] = skipped_summary(self.ledger, source["name"])
         if self.extra_status is not None:
             status.update(self.extra_status())
         return status
@@ -130,14 +124,6 @@ class Service:
         if source is not None and self.ledger.get_source(source) is None:
             known = ", ".join(s.name for s in self.ledger.sources()) or "none"
             raise NotFound(f"no source named {source!r} (known: {known})")
-
-
-def skipped_summary(ledger: Ledger, source: str) -> dict[str, Any]:
-    """A source's skipped files for status: how many, how many per reason, the first few. Skipped
-    files (images, other binaries) are not failures: nothing is wrong that anyone should fix."""
-    skipped = skipped_files(ledger, source)
-    return {"count": len(skipped), "reasons": dict(Counter(skipped.values()).most_common()),
-            "items": [{"item": k, "reason": v} for k, v in sorted(skipped.items())[:STATUS_SKIPPED]]}
 
 
 def _require_admin(principal: Principal) -> None:

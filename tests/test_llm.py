@@ -22,11 +22,11 @@ from sleepd.cli import cli
 from sleepd.embed import Embedder
 from sleepd.errors import ConfigError
 from sleepd.ledger import Ledger
-from sleepd.llm_budget import status_report
 from sleepd.records import RecordKind
 from sleepd.scheduler import Scheduler
 from sleepd.schema import ItemRow, LlmUsageRow, RecordRow
 from sleepd.settings import Settings, load_settings, source_from_path
+from sleepd.status import status_report
 from workers.tasks import PIPELINE_VERSION, Outcome, pipeline_version, read_item, run_enrichment
 
 BILLING = '''"""Billing helpers: charge an account through the payment gateway."""

@@ -197,6 +197,7 @@ def test_status_shows_the_scheduler_in_words_and_the_queue_as_a_table(tmp_path: 
     assert "changes: 2 pending" in done.output and "daemon: not running" in done.output
     assert "waiting for enrichment" in done.output and "forced in" in done.output
     assert "{" not in done.output, "no Python dict in the human view"
+    assert "skipped" in done.output.split("\n")[2], "the sources table counts skipped files apart from failures"
     line = _scheduler_line({"state": "waiting_for_idle", "reason": "3 queries in the last 10 s",
                             "oldest_pending_age_s": 12.2, "forced_in_s": 47.8, "error": None})
     assert line == ("scheduler: waiting for idle (3 queries in the last 10 s); oldest pending change 12 s old, "

@@ -20,8 +20,8 @@ def status(as_json: bool) -> None:
     """Sources and their items by state, the scheduler and its queue, failures, the daemon."""
     from sleepd.client import Client
     from sleepd.ledger import Ledger
-    from sleepd.llm_budget import status_report
     from sleepd.scheduler import backlog
+    from sleepd.status import status_report
 
     settings = load_settings()
     client = Client.discover(settings)
@@ -48,16 +48,17 @@ def status(as_json: bool) -> None:
 
 def _print_status(report: dict[str, Any]) -> None:
     table = Table(title="sleepd sources")
-    for column in ("source", "path", "pending", "enriched", "failed", "deleted", "error"):
+    for column in ("source", "path", "pending", "enriched", "failed", "skipped", "deleted", "error"):
         table.add_column(column, overflow="fold")
     for src in report["sources"]:
         items = src["items"]
+        skipped = src.get("skipped", {}).get("count", 0)  # binaries: not failures, nothing to fix
         table.add_row(src["name"], str(src["path"]), str(items["pending"]), str(items["enriched"]),
-                      str(items["failed"]), str(items["deleted"]), src["error"] or "")
+                      str(items["failed"]), str(skipped), str(items["deleted"]), src["error"] or "")
     out.print(table)
     queue = ", ".join(f"{n} {state}" for state, n in sorted(report["queue"].items())) or "empty"
     out.print(f"changes: {queue}   records: {report['records']}   index lag: {report['index_lag']}   "
-              f"daemon: {report['daemon'].get('state')}", highlight=False)
+              f"daemon: {report['daemon'].get('state')}{_readiness(report['daemon'])}", highlight=False)
     scheduler = report.get("scheduler", {})
     out.print(scheduler_line(scheduler), highlight=False)
     if scheduler.get("queue"):
@@ -92,6 +93,14 @@ def scheduler_line(scheduler: dict[str, Any]) -> str:
     if scheduler.get("error"):
         line += f"; error: {scheduler['error']}"
     return line
+
+
+def _readiness(daemon: dict[str, Any]) -> str:
+    """", memory ready (first pass 41 s)" once the first scan's work is published and indexed."""
+    if "ready" not in daemon:
+        return ""
+    return f", memory ready (first pass {_seconds(daemon['first_pass_s'])})" if daemon["ready"] \
+        else ", first pass in progress"
 
 
 def _seconds(value: float) -> str:

@@ -27,7 +27,7 @@ class StatusMixin(LedgerBase):
 
     def status(self) -> dict[str, Any]:
         """Sources, items by state, the queue, records, index lag (the LLM layer's block is added
-        by :func:`sleepd.llm_budget.status_report`, which sits above the ledger)."""
+        by :func:`sleepd.status.status_report`, which sits above the ledger)."""
         with self.read() as s:
             sources = s.exec(select(SourceRow).order_by(SourceRow.name)).all()
             is_agg = col(ItemRow.key).like(AGGREGATE_PREFIX + "%")
