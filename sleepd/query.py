@@ -262,9 +262,10 @@ class QueryEngine:
         dense = {h.id: h.score for h in dense_hits}
         fused = fuse([dense_hits, sparse_hits], [defaults.DENSE_RRF_WEIGHT, defaults.SPARSE_RRF_WEIGHT])
         rows, items = self._readable(list(dense) + sorted(fused.keys() - dense.keys()), principal)
-        for row in rows:  # found by its words alone: its cosine from the stored embedding
-            if row.id not in dense:
-                dense[row.id] = _cosine(vector, row)
+        # found by its words alone: its cosine from the embedding stored beside it (the candidates'
+        # read leaves embeddings out, so these few are read again)
+        for row in self.ledger.records_by_id([r.id for r in rows if r.id not in dense]):
+            dense[row.id] = _cosine(vector, row)
         scored = self._rank(terms, rows, dense, {}, fused)
         focus = _focus(text, terms, scored)
         if focus is not None:
