@@ -1,5 +1,6 @@
-"""Answer a question from c' within a token budget: candidates from the index, verified
-against the ledger, ranked (dense + keyword + kind), packed with a real tokenizer."""
+"""Answer a question from c' within a token budget: candidates from the index (a dense and a sparse
+search, fused by reciprocal rank), verified against the ledger, ranked (cosine + keyword + kind +
+fusion), packed with a real tokenizer."""
 
 from __future__ import annotations
 
