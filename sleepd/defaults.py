@@ -129,3 +129,25 @@ QUERY_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 QUERY_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
 #: query-log rows (query text, who asked) older than this many days are deleted; 0 keeps them
 QUERY_LOG_DAYS = 30.0
+#: records whose words are kept between queries (keyword scoring was half of a query's time)
+TERMS_CACHE = 20_000
+#: the index's sparse (keyword) vector: its name beside the unnamed dense vector
+SPARSE_VECTOR = "bm25"
+#: a record's sparse vector reads this much of its text (a chunk or clause is far shorter)
+SPARSE_CHARS = 20_000
+#: a record's title is counted this many times: it names what the record is about
+SPARSE_TITLE_REPEAT = 2
+#: BM25 term-frequency saturation (the usual values) over a typical record's length in terms
+BM25_K1 = 1.2
+BM25_B = 0.75
+BM25_AVG_TERMS = 256.0
+#: reciprocal rank fusion's k: 60, the value of the paper (Cormack et al., 2009) and of Qdrant
+RRF_K = 60
+#: the weights of the dense and the sparse list in the fusion, and of the fusion in a record's score
+#: (beside its cosine, ~0.2-0.8, and keyword overlap). `sleepd bench --quick --corpus contracts`,
+#: recall at 256/1,024/2,048/4,096 tokens: dense only 0.483/0.852/0.962/0.994; weights 1, 1, 0.1:
+#: 0.499/0.884/0.956/0.985; 1, 1, 0.05: 0.482/0.861/0.957/0.990; 0, 1, 0.1 (no dense rank):
+#: 0.503/0.871/0.947/0.986
+DENSE_RRF_WEIGHT = 1.0
+SPARSE_RRF_WEIGHT = 1.0
+FUSION_WEIGHT = 0.1

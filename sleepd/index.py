@@ -13,10 +13,15 @@ Two backends share the :class:`VectorIndex` protocol:
   the tests use in place of a server).
 
 Point ids are UUID strings; vectors arrive L2-normalised and are compared by cosine similarity.
+Beside the dense vector each point may carry a sparse one (:data:`~sleepd.defaults.SPARSE_VECTOR`,
+BM25 term-frequency saturation per hashed term, :mod:`sleepd.sparse`); the engine weighs its terms
+by IDF (the IDF modifier). An index made before the sparse vector existed is recreated empty at
+open and says so (``upgraded``): the :class:`~sleepd.indexer.Indexer` then rebuilds it from the ledger.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +33,12 @@ import qdrant_edge as edge
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from sleepd import defaults
+from sleepd.sparse import SparseVector
+
 __all__ = ["EdgeIndex", "Hit", "Point", "QdrantServerIndex", "VectorIndex", "open_index"]
+
+log = logging.getLogger("sleepd.index")
 
 #: exact (brute-force) search: the same candidates in every home built from the same records, whatever
 #: the segment layout (issue 12). 100k random 384-dim points, half matching the filter, limit 64, 2
@@ -57,6 +67,8 @@ class Point:
     vector: Sequence[float]
     #: at least "access" (list[str]), "source" (str), "item_id" (int), "kind" (str), "version" (int)
     payload: dict[str, object]
+    #: the record's words (:func:`sleepd.sparse.document_vector`); None: found by its vector alone
+    sparse: SparseVector | None = None
 
 
 @dataclass(frozen=True)
@@ -75,13 +87,26 @@ class VectorIndex(Protocol):
     one "access" value with it; ``sources`` restricts the "source" values and ``items`` the
     "item_id" values. An empty ``access``, ``sources`` or ``items`` matches nothing. ``clear``
     removes every point and leaves the index usable; ``close`` releases the folder lock.
+    ``search_sparse`` is ``search`` by the sparse vector (score: the IDF-weighted sum over shared
+    terms). ``upgraded`` is True when opening found an index without sparse vectors and recreated
+    it empty: whoever owns the ledger must rebuild it.
     """
+
+    upgraded: bool
 
     def upsert(self, points: Sequence[Point]) -> None: ...
     def delete(self, ids: Sequence[str]) -> int: ...
     def search(
         self,
         vector: Sequence[float],
+        limit: int,
+        access: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
+    ) -> list[Hit]: ...
+    def search_sparse(
+        self,
+        vector: SparseVector,
         limit: int,
         access: Sequence[str] | None = None,
         sources: Sequence[str] | None = None,
@@ -140,19 +165,41 @@ class EdgeIndex:
     def __init__(self, path: Path, dim: int) -> None:
         self.path = path
         self.dim = dim
+        self.upgraded = False
         self._shard = self._open()
         self._closed = False
 
-    def _open(self) -> edge.EdgeShard:
-        self.path.mkdir(parents=True, exist_ok=True)
-        config = edge.EdgeConfig(vectors=edge.EdgeVectorParams(size=self.dim, distance=edge.Distance.Cosine))
+    def _config(self, sparse: bool = True) -> edge.EdgeConfig:
+        dense = edge.EdgeVectorParams(size=self.dim, distance=edge.Distance.Cosine)
+        if not sparse:
+            return edge.EdgeConfig(vectors=dense)
+        params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
+        return edge.EdgeConfig(vectors=dense, sparse_vectors={defaults.SPARSE_VECTOR: params})
+
+    def _load(self, config: edge.EdgeConfig) -> edge.EdgeShard:
         try:
             # load() with a config also initialises an empty folder and checks the dimension
-            shard = edge.EdgeShard.load(str(self.path), config)
+            return edge.EdgeShard.load(str(self.path), config)
         except Exception as exc:
             if any(marker in str(exc) for marker in _EDGE_LOCKED):
                 raise RuntimeError(_in_use(self.path)) from exc
             raise
+
+    def _open(self) -> edge.EdgeShard:
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            shard = self._load(self._config())
+        except RuntimeError:
+            raise
+        except Exception:
+            # made before the sparse vector? Then it loads as it was made, and is recreated
+            # (points cannot gain a vector storage in place); anything else is not ours to wipe
+            self._load(self._config(sparse=False)).close()
+            log.warning("index at %s has no sparse vectors: recreating it, to rebuild from the ledger", self.path)
+            shutil.rmtree(self.path)
+            self.path.mkdir(parents=True)
+            shard = self._load(self._config())
+            self.upgraded = True
         schema = shard.info().payload_schema
         for name, kind in self._FIELDS.items():
             if name not in schema:
@@ -161,11 +208,15 @@ class EdgeIndex:
 
     def upsert(self, points: Sequence[Point]) -> None:
         for start in range(0, len(points), BATCH):
-            batch = [
-                edge.Point(p.id, _as_floats(p.vector, self.dim), dict(p.payload))
-                for p in points[start : start + BATCH]
-            ]
+            batch = [edge.Point(p.id, self._vectors(p), dict(p.payload)) for p in points[start : start + BATCH]]
             self._shard.update(edge.UpdateOperation.upsert_points(batch))
+
+    def _vectors(self, point: Point) -> edge.Vector:
+        dense = _as_floats(point.vector, self.dim)
+        if point.sparse is None:
+            return dense
+        return {"": dense, defaults.SPARSE_VECTOR: edge.SparseVector(list(point.sparse.indices),
+                                                                     list(point.sparse.values))}
 
     def delete(self, ids: Sequence[str]) -> int:
         removed = 0
@@ -184,6 +235,24 @@ class EdgeIndex:
         sources: Sequence[str] | None = None,
         items: Sequence[int] | None = None,
     ) -> list[Hit]:
+        return self._query(edge.Query.Nearest(_as_floats(vector, self.dim)), limit, access, sources, items)
+
+    def search_sparse(
+        self,
+        vector: SparseVector,
+        limit: int,
+        access: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
+    ) -> list[Hit]:
+        if not vector.indices:
+            return []
+        query = edge.Query.Nearest(edge.SparseVector(list(vector.indices), list(vector.values)),
+                                   using=defaults.SPARSE_VECTOR)
+        return self._query(query, limit, access, sources, items)
+
+    def _query(self, query: edge.Query, limit: int, access: Sequence[str] | None,
+               sources: Sequence[str] | None, items: Sequence[int] | None) -> list[Hit]:
         terms = _filter_terms(access, sources, items)
         if terms is None or limit <= 0:
             return []
@@ -192,7 +261,7 @@ class EdgeIndex:
         ]
         request = edge.QueryRequest(
             limit=limit,
-            query=edge.Query.Nearest(_as_floats(vector, self.dim)),
+            query=query,
             filter=edge.Filter(must=conditions) if conditions else None,
             with_payload=False,
             with_vector=False,
@@ -236,6 +305,7 @@ class QdrantServerIndex:
             raise ValueError("give exactly one of url and path")
         self.dim = dim
         self.collection = collection
+        self.upgraded = False
         self._local = path is not None
         if path is None:
             self._client = QdrantClient(url=url)
@@ -248,10 +318,17 @@ class QdrantServerIndex:
                 raise
         if not self._client.collection_exists(collection):
             self._create()
+        elif defaults.SPARSE_VECTOR not in (self._client.get_collection(collection).config.params.sparse_vectors or {}):
+            # made before the sparse vector: recreated empty, for the indexer to rebuild
+            log.warning("collection %s has no sparse vectors: recreating it, to rebuild from the ledger", collection)
+            self._client.delete_collection(collection)
+            self._create()
+            self.upgraded = True
 
     def _create(self) -> None:
         params = qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)
-        self._client.create_collection(self.collection, vectors_config=params)
+        sparse = {defaults.SPARSE_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
+        self._client.create_collection(self.collection, vectors_config=params, sparse_vectors_config=sparse)
         if self._local:  # local mode ignores payload indexes (and warns about them)
             return
         for name, kind in (
@@ -263,11 +340,16 @@ class QdrantServerIndex:
 
     def upsert(self, points: Sequence[Point]) -> None:
         for start in range(0, len(points), BATCH):
-            batch = [
-                qm.PointStruct(id=p.id, vector=_as_floats(p.vector, self.dim), payload=dict(p.payload))
-                for p in points[start : start + BATCH]
-            ]
+            batch = [qm.PointStruct(id=p.id, vector=self._vectors(p), payload=dict(p.payload))
+                     for p in points[start : start + BATCH]]
             self._client.upsert(self.collection, points=batch, wait=True)
+
+    def _vectors(self, point: Point) -> qm.VectorStruct:
+        dense = _as_floats(point.vector, self.dim)
+        if point.sparse is None:
+            return dense
+        sparse = qm.SparseVector(indices=list(point.sparse.indices), values=list(point.sparse.values))
+        return {"": dense, defaults.SPARSE_VECTOR: sparse}
 
     def delete(self, ids: Sequence[str]) -> int:
         removed = 0
@@ -287,6 +369,23 @@ class QdrantServerIndex:
         sources: Sequence[str] | None = None,
         items: Sequence[int] | None = None,
     ) -> list[Hit]:
+        return self._query(_as_floats(vector, self.dim), None, limit, access, sources, items)
+
+    def search_sparse(
+        self,
+        vector: SparseVector,
+        limit: int,
+        access: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
+    ) -> list[Hit]:
+        if not vector.indices:
+            return []
+        query = qm.SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return self._query(query, defaults.SPARSE_VECTOR, limit, access, sources, items)
+
+    def _query(self, query: list[float] | qm.SparseVector, using: str | None, limit: int,
+               access: Sequence[str] | None, sources: Sequence[str] | None, items: Sequence[int] | None) -> list[Hit]:
         terms = _filter_terms(access, sources, items)
         if terms is None or limit <= 0:
             return []
@@ -295,7 +394,8 @@ class QdrantServerIndex:
         ]
         response = self._client.query_points(
             self.collection,
-            query=_as_floats(vector, self.dim),
+            query=query,
+            using=using,
             query_filter=qm.Filter(must=conditions) if conditions else None,
             limit=limit,
             with_payload=False,

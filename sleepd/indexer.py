@@ -19,6 +19,7 @@ from sleepd import defaults
 from sleepd.index import Point, VectorIndex
 from sleepd.ledger import Ledger
 from sleepd.schema import RecordRow
+from sleepd.sparse import document_vector
 
 __all__ = ["Indexer", "point_for"]
 
@@ -33,6 +34,7 @@ PRUNE_SECONDS = 3600.0
 
 
 def point_for(row: RecordRow) -> Point:
+    """A record's point: its stored embedding (no re-embedding) and the sparse vector of its words."""
     import json
 
     return Point(
@@ -40,6 +42,7 @@ def point_for(row: RecordRow) -> Point:
         vector=np.frombuffer(row.embedding, dtype=np.float32).tolist(),
         payload={"access": json.loads(row.access), "source": row.source, "item_id": row.item_id,
                  "kind": row.kind, "version": row.version},
+        sparse=document_vector(row.title, row.text),
     )
 
 
@@ -55,6 +58,9 @@ class Indexer:
         self.syncs = 0
         self._pruned_at: float | None = None
         self.last_error: str | None = None
+        if index.upgraded:  # an index from before the sparse vectors, recreated empty at open
+            log.info("rebuilt the upgraded index from the ledger: %d points", self.rebuild())
+            index.upgraded = False
 
     def sync(self) -> int:
         """Apply every event not applied yet. Returns the number of events applied."""

@@ -1,9 +1,9 @@
-"""Answer a question from c' within a token budget: candidates from the index, verified
-against the ledger, ranked (dense + keyword + kind), packed with a real tokenizer."""
+"""Answer a question from c' within a token budget: candidates from the index (a dense and a sparse
+search, fused by reciprocal rank), verified against the ledger, ranked (cosine + keyword + kind +
+fusion), packed with a real tokenizer."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -12,6 +12,8 @@ import re
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 from sleepd import defaults
 from sleepd.aggregates import is_test_path
@@ -23,9 +25,10 @@ from sleepd.index import Hit, VectorIndex
 from sleepd.ledger import Ledger
 from sleepd.pack import MIN_PARTIAL, PackedRecord, QueryResult, fit, pack, record_header
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
+from sleepd.sparse import query_vector, terms
 from sleepd.tokens import Tokenizer
 
-__all__ = ["MIN_PARTIAL", "PackedRecord", "QueryEngine", "QueryResult", "candidate_pool", "check_query", "fit",
+__all__ = ["MIN_PARTIAL", "PackedRecord", "QueryEngine", "QueryResult", "candidate_pool", "check_query", "fit", "fuse",
            "rank_key", "record_header", "settled"]
 
 log = logging.getLogger("sleepd.query")
@@ -54,17 +57,11 @@ LOG_BATCH = 256
 TEST_PENALTY = 0.05
 #: keyword scoring reads this much of a record's text
 KEYWORD_CHARS = 4000
-#: records whose words are kept between queries (keyword scoring was half of a query's time)
-TERMS_CACHE = 20_000
 #: scores are compared to this many decimals; closer ones are ties, broken by content (issue 12)
 SCORE_DIGITS = 6
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+")
 _WORD_OR_PUNCT = re.compile(r"[\w/.-]+")
-_STOP = frozenset([
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "if",
-    "in", "is", "it", "of", "on", "or", "the", "this", "to", "what", "when", "where", "which", "who", "why",
-    "with",
-])
+#: the question's and the records' words, split one way (sleepd.sparse) so that they meet
+_terms = terms
 
 
 def check_query(q: object, budget: object) -> tuple[str, int]:
@@ -78,30 +75,6 @@ def check_query(q: object, budget: object) -> tuple[str, int]:
     if not defaults.MIN_BUDGET <= budget <= defaults.MAX_BUDGET:
         raise BadRequest(f"budget {budget} is out of range: use {defaults.MIN_BUDGET}..{defaults.MAX_BUDGET} tokens")
     return q.strip(), budget
-
-
-def _stem(word: str) -> str:
-    """A light suffix stem so ``redirects``, ``redirected`` and ``redirect`` meet."""
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-            return word[: -len(suffix)]
-    return word
-
-
-_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
-
-
-@functools.lru_cache(maxsize=TERMS_CACHE)
-def _terms(text: str) -> frozenset[str]:
-    """Lower-cased, lightly stemmed words, with identifiers split (``getUserName``, ``get_user_name``).
-    Cached: a record's text does not change under its id, and the same records answer many queries."""
-    words: set[str] = set()
-    for word in set(_WORD.findall(text)):
-        lower = word.lower()
-        words.add(lower)
-        if lower != word or not word.isalpha():  # camelCase or digits: add the parts too
-            words.update(part.lower() for part in _PART.findall(word))
-    return frozenset(_stem(w) for w in words - _STOP)
 
 
 def _record_terms(row: RecordRow) -> frozenset[str]:
@@ -196,6 +169,26 @@ def settled(hits: list[Hit], limit: int) -> list[Hit]:
     return kept or hits
 
 
+def fuse(lists: list[list[Hit]], weights: list[float], k: int = defaults.RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion: each id's sum over the lists of ``weight (k + 1) / (k + rank)`` (1 for
+    the first of a list of weight 1). Ranks count scores rounded to :data:`SCORE_DIGITS`, and equal
+    ones share the better rank: two homes' scores may differ in the last bits, their ranks may not."""
+    fused: dict[str, float] = {}
+    for hits, weight in zip(lists, weights, strict=True):
+        rank, previous = 0, None
+        for position, hit in enumerate(hits, start=1):
+            score = round(hit.score, SCORE_DIGITS)
+            if score != previous:
+                rank, previous = position, score
+            fused[hit.id] = fused.get(hit.id, 0.0) + weight * (k + 1) / (k + rank)
+    return fused
+
+
+def _cosine(vector: list[float], row: RecordRow) -> float:
+    """The cosine of the question to a record's stored embedding (both L2-normalised)."""
+    return float(np.dot(np.asarray(vector, dtype=np.float32), np.frombuffer(row.embedding, dtype=np.float32)))
+
+
 class QueryEngine:
     def __init__(self, ledger: Ledger, index: VectorIndex, embedder: Embedder, tokenizer: Tokenizer,
                  roots: dict[str, Path] | None = None) -> None:
@@ -264,9 +257,17 @@ class QueryEngine:
         """The readable candidates, ranked, with their items, and whether the index has no more
         (the dense search returned fewer than ``pool`` hits)."""
         hits = self.index.search(vector, pool, access=principal.access)
-        dense = {h.id: h.score for h in settled(hits, pool)}
-        rows, items = self._readable(list(dense), principal)
-        scored = self._rank(terms, rows, dense, {})
+        dense_hits = settled(hits, pool)
+        # the question's words, for what no embedding places: a made-up name, an error code, an id
+        sparse_hits = settled(self.index.search_sparse(query_vector(terms), pool, access=principal.access), pool)
+        dense = {h.id: h.score for h in dense_hits}
+        fused = fuse([dense_hits, sparse_hits], [defaults.DENSE_RRF_WEIGHT, defaults.SPARSE_RRF_WEIGHT])
+        rows, items = self._readable(list(dense) + sorted(fused.keys() - dense.keys()), principal)
+        # found by its words alone: its cosine from the embedding stored beside it (the candidates'
+        # read leaves embeddings out, so these few are read again)
+        for row in self.ledger.records_by_id([r.id for r in rows if r.id not in dense]):
+            dense[row.id] = _cosine(vector, row)
+        scored = self._rank(terms, rows, dense, {}, fused)
         focus = _focus(text, terms, scored)
         if focus is not None:
             # the question names an item: ask again, of that item alone, what it asks about it
@@ -278,7 +279,7 @@ class QueryEngine:
             topical = {h.id: h.score for h in settled(topic_hits, pool)}
             more, more_items = self._readable([i for i in topical if i not in dense], principal)
             rows, items = rows + more, items | more_items
-            scored = self._rank(terms, rows, dense, topical)
+            scored = self._rank(terms, rows, dense, topical, fused)
         return scored, items, len(hits) < pool
 
     def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
@@ -287,16 +288,17 @@ class QueryEngine:
 
     @staticmethod
     def _rank(terms: frozenset[str], rows: list[RecordRow], dense: dict[str, float],
-              topical: dict[str, float]) -> list[tuple[float, RecordRow]]:
+              topical: dict[str, float], fused: dict[str, float]) -> list[tuple[float, RecordRow]]:
         """Rows by score, best first: cosine to the question (a row found only by the focused search
         gets the lowest cosine seen), weighted keyword overlap, a prior by kind, a penalty for
-        tests, and the cosine to the focused topic (the lowest one seen outside the focus)."""
+        tests, the cosine to the focused topic (the lowest one seen outside the focus), and the
+        first stage's reciprocal rank fusion of the dense and sparse lists, weighted."""
         weights = _term_weights(terms, rows)
         wants_tests = bool(terms & {"test", "tests", "fixture"})
         floor = min(dense.values(), default=0.0)
         topic_floor = min(topical.values(), default=0.0)
         return sorted(
             ((dense.get(r.id, floor) + KEYWORD_WEIGHT * _keyword_score(weights, r) + KIND_PRIOR.get(r.kind, 0.0)
-              + TOPIC_WEIGHT * topical.get(r.id, topic_floor)
+              + TOPIC_WEIGHT * topical.get(r.id, topic_floor) + defaults.FUSION_WEIGHT * fused.get(r.id, 0.0)
               - (TEST_PENALTY if not wants_tests and is_test_path(r.path) else 0.0), r)
              for r in rows), key=rank_key)

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 import qdrant_edge as edge
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
 
+from sleepd import defaults
 from sleepd.index import EdgeIndex, Point, QdrantServerIndex, VectorIndex, open_index
+from sleepd.sparse import document_vector, query_vector, terms
 
 DIM = 8
 
@@ -206,6 +210,7 @@ def test_edge_search_is_exact_whatever_the_segments(tmp_path: Path) -> None:
     path, dim = tmp_path / "index", 64
     config = edge.EdgeConfig(
         vectors=edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine),
+        sparse_vectors={defaults.SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
         optimizers=edge.EdgeOptimizersConfig(indexing_threshold=10, default_segment_number=1),
         hnsw_config=edge.HnswIndexConfig(m=4, ef_construct=8, full_scan_threshold=10))
     edge.EdgeShard.create(str(path), config).close()  # a shard that will build a (poor) graph
@@ -222,3 +227,71 @@ def test_edge_search_is_exact_whatever_the_segments(tmp_path: Path) -> None:
     assert idx._shard.optimize() and idx._shard.info().indexed_vectors_count == len(vectors)
     assert [[h.id for h in idx.search(q, 32, access=["a"])] for q in queries] == truth
     idx.close()
+
+
+def _worded(i: int, text: str, access: list[str]) -> Point:
+    point = _point(i, access)
+    return Point(point.id, point.vector, point.payload, document_vector(f"record {i}", text))
+
+
+def test_sparse_search_finds_a_word_weighs_it_by_idf_and_filters(index: VectorIndex) -> None:
+    """Issue 12: the keyword side of the index. A rare word outranks a common one (the engine's IDF
+    modifier), a point without the word is not returned, and the access filter holds."""
+    filler = [_worded(i, "the supplier shall deliver the goods on time", ["a"]) for i in range(40)]
+    rare = _worded(100, "the supplier shall pay penalty zorblax-417 on late goods", ["a"])
+    hidden = _worded(101, "zorblax-417 appears here too", ["b"])
+    index.upsert([*filler, rare, hidden])
+    hits = index.search_sparse(query_vector(terms("zorblax-417 supplier")), 10, access=["a"])
+    assert hits[0].id == rare.id and hits[0].score > hits[1].score
+    assert hidden.id not in {h.id for h in hits}
+    assert [h.id for h in index.search_sparse(query_vector(terms("zorblax")), 10, access=["b"])] == [hidden.id]
+    assert index.search_sparse(query_vector(terms("nothing matches")), 10, access=["a"]) == []
+    assert index.search_sparse(query_vector(frozenset()), 10) == []
+
+
+def test_an_edge_index_made_before_sparse_vectors_is_recreated_at_open(tmp_path: Path) -> None:
+    """An index folder from before the sparse vectors opens (no manual step), empty and marked
+    ``upgraded`` so that the indexer rebuilds it; opened again, it is not upgraded twice."""
+    path = tmp_path / "index"
+    path.mkdir()
+    old = edge.EdgeShard.load(str(path), edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=DIM, distance=edge.Distance.Cosine)))
+    old.update(edge.UpdateOperation.upsert_points([edge.Point(str(uuid.uuid4()), _basis(0), {"access": ["a"]})]))
+    old.close()
+    idx = EdgeIndex(path, DIM)
+    assert idx.upgraded and idx.count() == 0
+    idx.upsert([_worded(1, "zorblax", ["a"])])
+    idx.close()
+    again = EdgeIndex(path, DIM)
+    assert not again.upgraded and again.count() == 1
+    assert len(again.search_sparse(query_vector(terms("zorblax")), 5)) == 1
+    again.close()
+
+
+def test_a_collection_made_before_sparse_vectors_is_recreated_at_open(tmp_path: Path) -> None:
+    """The server path (qdrant-client's local mode): a collection without the sparse vector is
+    recreated with it at open, and marked ``upgraded``."""
+    client = QdrantClient(path=str(tmp_path / "q"))
+    client.create_collection("sleepd", vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE))
+    client.upsert("sleepd", points=[qm.PointStruct(id=str(uuid.uuid4()), vector=_basis(0), payload={})])
+    client.close()
+    idx = QdrantServerIndex(DIM, "sleepd", path=tmp_path / "q")
+    assert idx.upgraded and idx.count() == 0
+    idx.upsert([_worded(1, "zorblax", ["a"])])
+    idx.close()
+    again = QdrantServerIndex(DIM, "sleepd", path=tmp_path / "q")
+    assert not again.upgraded and again.count() == 1
+    assert defaults.SPARSE_VECTOR in (again._client.get_collection("sleepd").config.params.sparse_vectors or {})
+    again.close()
+
+
+def test_an_index_of_another_dimension_is_not_wiped(tmp_path: Path) -> None:
+    """Only the missing sparse vector is upgraded: a folder made for another dimension is an error
+    that names it, and its points stay."""
+    path = tmp_path / "index"
+    EdgeIndex(path, DIM + 1).close()
+    with pytest.raises(Exception, match=r"(?i)dim|size|incompatible"):
+        EdgeIndex(path, DIM)
+    same = EdgeIndex(path, DIM + 1)
+    assert same.upgraded is False
+    same.close()

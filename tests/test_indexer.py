@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import qdrant_edge as edge
 from sqlalchemy import event, func
 from sqlmodel import select
 
@@ -20,6 +21,7 @@ from sleepd.ledger import Ledger
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import IndexEventRow, QueryLogRow, RecordRow
 from sleepd.settings import FileSource, load_settings
+from sleepd.sparse import query_vector, terms
 from tests.helpers import wait_for
 
 PV = "test-pipeline"
@@ -170,6 +172,45 @@ def test_sync_applies_upserts_and_deletes_and_compaction_keeps_what_is_unapplied
     # rebuild from the ledger gives the same points
     index.clear()
     assert indexer.rebuild() == 3 and index.ids() == _record_ids(led)
+
+
+def _found_by_word(index: VectorIndex, word: str) -> set[str]:
+    return {h.id for h in index.search_sparse(query_vector(terms(word)), 100)}
+
+
+def test_sparse_vectors_are_indexed_by_sync_and_survive_rebuild(led: Ledger, index: VectorIndex) -> None:
+    """Each record's point carries the sparse vector of its title and text, computed from the
+    ledger's text (no re-embedding), whether applied by sync or by rebuild."""
+    a, b = _item(led, "quuxle.py"), _item(led, "b.py")
+    _publish(led, a, "quuxle.py", 3)
+    _publish(led, b, "b.py", 2)
+    indexer = Indexer(led, index)
+    indexer.sync()
+    with led.read() as s:
+        quuxle = set(s.exec(select(RecordRow.id).where(RecordRow.item_id == a)).all())
+    assert len(quuxle) == 3 and _found_by_word(index, "quuxle") == quuxle
+    assert indexer.rebuild() == 5
+    assert _found_by_word(index, "quuxle") == quuxle
+
+
+def test_an_index_from_before_sparse_vectors_is_rebuilt_from_the_ledger_at_open(led: Ledger, tmp_path: Path) -> None:
+    """Upgrade without a manual step: an old index (dense vectors only) is recreated at open and
+    the indexer rebuilds it from the ledger, sparse vectors included."""
+    a = _item(led, "quuxle.py")
+    _publish(led, a, "quuxle.py", 3)
+    led.mark_all_applied()  # what the old indexer had done
+    path = tmp_path / "home" / "index"
+    path.mkdir(parents=True)
+    edge.EdgeShard.load(str(path), edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=384, distance=edge.Distance.Cosine))).close()
+    index = open_index(tmp_path / "home", 384, None)
+    try:
+        assert index.upgraded and index.count() == 0
+        Indexer(led, index)
+        assert not index.upgraded
+        assert index.ids() == _record_ids(led) and _found_by_word(index, "quuxle") == _record_ids(led)
+    finally:
+        index.close()
 
 
 def test_the_run_loop_prunes_the_query_log_at_most_once_an_hour(led: Ledger, index: VectorIndex) -> None:

@@ -20,7 +20,7 @@ from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.index import Hit
 from sleepd.pack import MIN_PARTIAL, pack
-from sleepd.query import QueryEngine, _focus, _terms, candidate_pool, rank_key, settled
+from sleepd.query import QueryEngine, _focus, _terms, candidate_pool, fuse, rank_key, settled
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.service import Service
@@ -55,13 +55,13 @@ def test_rank_is_a_total_order_on_content_not_on_input_order_or_ids() -> None:
             for i in range(30)]
     dense = {r.id: (0.5 if "Notices" in r.text else 0.4) for r in rows}
     terms = _terms("notices in writing")
-    expected = [(r.text, r.evidence) for _, r in QueryEngine._rank(terms, rows, dense, {})]
+    expected = [(r.text, r.evidence) for _, r in QueryEngine._rank(terms, rows, dense, {}, {})]
     for seed in range(5):
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)
         renamed = [r.model_copy(update={"id": f"x{random.Random(seed + i).random()}"}) for i, r in enumerate(shuffled)]
         redense = {n.id: dense[o.id] for n, o in zip(renamed, shuffled, strict=True)}
-        assert [(r.text, r.evidence) for _, r in QueryEngine._rank(terms, renamed, redense, {})] == expected
+        assert [(r.text, r.evidence) for _, r in QueryEngine._rank(terms, renamed, redense, {}, {})] == expected
     assert expected[0][0] == "Notices shall be in writing."  # the best score still comes first
 
 
@@ -130,6 +130,10 @@ TOPICS = ["payment terms", "termination notice", "governing law", "liability cap
           "audit rights", "insurance", "warranty period", "exclusivity", "assignment"]
 
 
+#: one record among the 300 notes names a made-up code, in passing
+ZORBLAX = "The garden hose leaked by the roses again; Maria patched it with tape (part zorblax-417) before the rain."
+
+
 @pytest.fixture(scope="module")
 def small_records(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Service]:
     """300 short records (about 20 tokens each) published through the ledger as a worker does."""
@@ -145,6 +149,12 @@ def small_records(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
         draft = Draft(RecordKind.SECTION, text, (Evidence(key, 1, 1),), title=f"note {i}")
         svc.ledger.publish_version(item_id, f"h{i}", "p1", [draft], embedder.encode([text]), ["*"],
                                    svc.ledger.last_change_id(item_id))
+    svc.ledger.observe("notes", "incident.md", "hz", 10, 1)
+    item_id = svc.ledger.known_items("notes")["incident.md"].id
+    assert item_id is not None
+    draft = Draft(RecordKind.SECTION, ZORBLAX, (Evidence("incident.md", 1, 1),), title="incident")
+    svc.ledger.publish_version(item_id, "hz", "p1", [draft], embedder.encode([ZORBLAX]), ["*"],
+                               svc.ledger.last_change_id(item_id))
     svc.indexer.sync()
     yield svc
     svc.close()
@@ -154,6 +164,32 @@ def small_records(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
 def test_the_best_record_comes_first(small_records: Service) -> None:
     result = small_records.query("the governing law of account 8", 256, ADMIN)
     assert "governing law" in result.records[0].text
+
+
+def test_a_made_up_word_is_found_by_the_sparse_side(small_records: Service, embedder: Embedder) -> None:
+    """Issue 12: a made-up code named in one record among hundreds is not among the dense
+    candidates (failed before the sparse vectors: the record was not in the pack); the question's
+    words find it, and it comes first or second (the dense best has a far higher cosine)."""
+    question = "what is zorblax-417?"
+    dense = small_records.index.search(embedder.encode_one(question).tolist(), candidate_pool(256))
+    rows, _ = small_records.ledger.current_records([h.id for h in dense])
+    assert len(rows) == candidate_pool(256) and all("zorblax" not in r.text for r in rows)
+    texts = [r.text for r in small_records.query(question, 256, ADMIN).records]
+    assert ZORBLAX in texts[:2]
+
+
+def test_fusion_ranks_by_rounded_scores_whatever_the_order_of_ties() -> None:
+    """Reciprocal rank fusion is the same in every home: equal scores (to SCORE_DIGITS) share the
+    better rank, so neither the order the engine returned ties in nor the last bits of a score
+    change a fused value."""
+    dense = [Hit("a", 0.9), Hit("b", 0.8), Hit("c", 0.8 + 1e-9), Hit("d", 0.7)]
+    sparse = [Hit("d", 5.0), Hit("e", 2.0)]
+    fused = fuse([dense, sparse], [1.0, 1.0], k=60)
+    assert fused["a"] == 1.0 and fused["b"] == fused["c"] == 61 / 62 and fused["e"] == 61 / 62
+    assert fused["d"] == 61 / 64 + 1.0
+    swapped = fuse([[dense[0], dense[2], dense[1], dense[3]], sparse], [1.0, 1.0], k=60)
+    assert swapped == fused
+    assert fuse([dense, sparse], [1.0, 0.0], k=60)["e"] == 0.0
 
 
 def test_real_engine_counts_exactly_what_it_returns(small_records: Service) -> None:
