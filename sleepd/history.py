@@ -21,7 +21,7 @@ from sleepd.errors import BadRequest, NotFound
 from sleepd.ledger import Ledger
 from sleepd.schema import ItemRow, RecordRow, VersionRow
 from sleepd.settings import Source
-from sleepd.sql_config import SqlSource
+from sleepd.sql.config import SqlSource
 
 __all__ = ["diff_versions", "item_history", "item_version"]
 

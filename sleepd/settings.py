@@ -16,7 +16,7 @@ from typing import Any
 
 from sleepd import defaults
 from sleepd.errors import ConfigError
-from sleepd.sql_config import (
+from sleepd.sql.config import (
     SOURCE_NAME,
     SqlAccessLookup,
     SqlSource,

@@ -13,7 +13,7 @@ import click.core
 from sleepd.bench.datasets import load_tau2_retail, tau2_retail_source
 from sleepd.glossary import expand
 from sleepd.records import Draft, RecordKind
-from sleepd.sqlrows import account_document, read_item
+from sleepd.sql.rows import account_document, read_item
 from workers.enrich import enrich_text
 from workers.enrich.digest import key_facts, question_for_heading, split_sentences, summarise
 

@@ -32,7 +32,7 @@ from sleepd.query import QueryResult
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, load_settings
-from sleepd.sql_config import sql_source
+from sleepd.sql.config import sql_source
 from sleepd.watchers import Watchers
 from tests.helpers import enrich_pending
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sleepd.errors import ItemError
 from sleepd.settings import Settings, Source, SqlSource
-from sleepd.sqlrows import account_document, item_access
-from sleepd.sqlrows import read_item as read_sql_item
+from sleepd.sql.rows import account_document, item_access
+from sleepd.sql.rows import read_item as read_sql_item
 from workers.extract import document_text
 
 __all__ = ["BINARY_SNIFF", "load_item", "read_item"]

@@ -23,7 +23,7 @@ from sleepd.bench.corpora import Corpus, Question, RowGold
 from sleepd.bench.datasets import load_tau2_airline, load_tau2_retail, tau2_airline_source, tau2_retail_source
 from sleepd.errors import ConfigError
 from sleepd.settings import SqlSource
-from sleepd.sqlrows import read_item, row_id
+from sleepd.sql.rows import read_item, row_id
 
 __all__ = ["ACCOUNT_RULE", "DOMAINS", "load_accounts"]
 

@@ -101,7 +101,7 @@ def sql_triggers(source_name: str) -> None:
     install (sleepd never alters a watched database). Then set listen = true on the source."""
     from sleepd.ledger import Ledger
     from sleepd.settings import SqlSource
-    from sleepd.sqlrows import trigger_sql
+    from sleepd.sql.triggers import trigger_sql
 
     settings = load_settings()
     ledger = Ledger(settings.database_url)

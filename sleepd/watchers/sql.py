@@ -40,9 +40,8 @@ from sleepd.errors import Unavailable
 from sleepd.ledger import Ledger
 from sleepd.schema import ItemRow, ItemState
 from sleepd.settings import Settings, SqlSource
-from sleepd.sqlrows import (
+from sleepd.sql.rows import (
     ItemRows,
-    channel,
     dump_mark,
     item_hash,
     item_size,
@@ -56,8 +55,8 @@ from sleepd.sqlrows import (
     reading,
     shape,
     touched_keys,
-    write_rights,
 )
+from sleepd.sql.triggers import channel, write_rights
 from sleepd.watchers.files import ScanReport
 
 __all__ = ["SqlWatcher"]

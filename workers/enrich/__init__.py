@@ -41,7 +41,7 @@ def enrich_text(path: str, text: str, profile: str = "auto") -> list[Draft]:
         raise ValueError(f"unknown enrich profile {profile!r}; expected one of {', '.join(PROFILES)}")
     if not text.strip():
         return []
-    if profile == "accounts":  # an sql item: ``text`` is sleepd.sqlrows.account_document(...)
+    if profile == "accounts":  # an sql item: ``text`` is sleepd.sql.rows.account_document(...)
         return enrich_account(path, text)
     if profile == "contracts":
         return enrich_contract(path, text)

@@ -1,5 +1,5 @@
 """The accounts enricher: one account's rows (an sql item) into memory records, with no model and
-no I/O. Input is the JSON document :func:`sleepd.sqlrows.account_document` makes::
+no I/O. Input is the JSON document :func:`sleepd.sql.rows.account_document` makes::
 
     {"source": "retail", "key": "yusuf_rossi_9620",
      "tables": [{"name": "users", "key": "user_id", "id": null}, {"name": "orders", ...}],
@@ -34,7 +34,7 @@ from typing import Any
 
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.settings import SqlTable
-from sleepd.sqlrows import row_id
+from sleepd.sql.rows import row_id
 from workers.enrich.digest import QA, qa_draft
 
 __all__ = ["enrich_account"]

@@ -30,13 +30,12 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from sleepd import defaults
 from sleepd.errors import Unavailable
-from sleepd.settings import SqlSource, SqlTable
-from sleepd.sql_config import installed_driver
+from sleepd.sql.config import SqlSource, SqlTable, installed_driver
 
 __all__ = [
     "ACCESS_ROWS", "ItemRows", "account_document", "dump_mark", "item_access", "item_hash", "iter_items",
     "load_items", "load_mark", "max_marks", "open_engine", "polled_tables", "read_item", "reading", "row_id",
-    "shape", "touched_keys", "trigger_sql", "write_rights",
+    "shape", "table_name", "touched_keys",
 ]
 
 log = logging.getLogger("sleepd.sql")
@@ -152,7 +151,7 @@ _CONNECT = re.compile(r"could not connect|connection refused|can't connect|unabl
 
 # -- SQL text ---------------------------------------------------------------------------------
 
-def _table(engine: Engine, source: SqlSource, table: SqlTable) -> str:
+def table_name(engine: Engine, source: SqlSource, table: SqlTable) -> str:
     """What to read ``table`` from: the quoted table, or for a query source the query as a
     subquery (on lines of its own, so a trailing ``--`` comment cannot swallow the alias)."""
     if source.query is not None and table is source.root:
@@ -260,7 +259,7 @@ def load_items(conn: Connection, source: SqlSource, keys: Sequence[Any]) -> dict
     found: dict[str, ItemRows] = {}
     empty = [t.name for t in source.tables] + ([ACCESS_ROWS] if source.access_lookup is not None else [])
     for table in source.tables:
-        query = text(f"SELECT * FROM {_table(engine, source, table)} WHERE {_col(engine, table.key)} IN :keys")
+        query = text(f"SELECT * FROM {table_name(engine, source, table)} WHERE {_col(engine, table.key)} IN :keys")
         result = conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"keys": list(keys)})
         for row in result.mappings():
             value = row.get(table.key)
@@ -275,7 +274,7 @@ def load_items(conn: Connection, source: SqlSource, keys: Sequence[Any]) -> dict
     if lookup is not None and found:
         table = lookup.as_table()
         key_col, column = _col(engine, lookup.key), _col(engine, lookup.column)
-        query = text(f"SELECT {key_col}, {column} FROM {_table(engine, source, table)} WHERE {key_col} IN :keys")
+        query = text(f"SELECT {key_col}, {column} FROM {table_name(engine, source, table)} WHERE {key_col} IN :keys")
         result = conn.execute(query.bindparams(bindparam("keys", expanding=True)), {"keys": list(keys)})
         for key_value, principal in result.all():
             if key_value is not None and key_text(key_value) in found:
@@ -294,7 +293,7 @@ def iter_items(engine: Engine, source: SqlSource, batch: int) -> Iterator[tuple[
     distinct = "DISTINCT " if source.query is not None else ""  # a query has many rows per key
     while True:
         after = f" AND {key} > :last" if last is not None else ""
-        query = text(f"SELECT {distinct}{key} FROM {_table(engine, source, root)} WHERE {key} IS NOT NULL{after} "
+        query = text(f"SELECT {distinct}{key} FROM {table_name(engine, source, root)} WHERE {key} IS NOT NULL{after} "
                      f"ORDER BY {key} LIMIT :n")
         with reading(engine, source, f"reading table {root.name}") as conn:
             values = list(conn.execute(query, {"last": last, "n": batch}).scalars())
@@ -345,7 +344,7 @@ def max_marks(conn: Connection, source: SqlSource) -> dict[str, Any]:
     marks: dict[str, Any] = {}
     for name, table in polled_tables(source):
         if table.updated_at:
-            query = f"SELECT max({_col(engine, table.updated_at)}) FROM {_table(engine, source, table)}"
+            query = f"SELECT max({_col(engine, table.updated_at)}) FROM {table_name(engine, source, table)}"
             marks[name] = conn.execute(text(query)).scalar()
     return marks
 
@@ -354,7 +353,7 @@ def shape(conn: Connection, source: SqlSource) -> str:
     """A fingerprint of what the source reads: its declaration and the columns of each table (or
     of the query's result). Stored watermarks are trusted only while it stays the same."""
     engine = conn.engine
-    columns = {name: list(conn.execute(text(f"SELECT * FROM {_table(engine, source, table)} WHERE 1 = 0")).keys())
+    columns = {name: list(conn.execute(text(f"SELECT * FROM {table_name(engine, source, table)} WHERE 1 = 0")).keys())
                for name, table in polled_tables(source)}
     declared = {k: v for k, v in source.as_dict().items() if k not in ("poll_seconds", "full_diff_seconds",
                                                                         "batch_size", "listen", "url")}
@@ -395,85 +394,9 @@ def touched_keys(conn: Connection, source: SqlSource, table: SqlTable, mark: Any
     engine = conn.engine
     stamp, key = _col(engine, table.updated_at), _col(engine, table.key)
     where = f"{stamp} > :mark" if mark is not None else f"{stamp} IS NOT NULL"
-    query = text(f"SELECT {key}, {stamp} FROM {_table(engine, source, table)} WHERE {where} "
+    query = text(f"SELECT {key}, {stamp} FROM {table_name(engine, source, table)} WHERE {where} "
                  f"ORDER BY {stamp} LIMIT :n")
     rows = conn.execute(query, {"mark": mark, "n": limit}).all()
     if not rows:
         return [], mark, False
     return [r[0] for r in rows if r[0] is not None], rows[-1][1], len(rows) >= limit
-
-
-# -- rights and triggers ----------------------------------------------------------------------
-
-def write_rights(engine: Engine, source: SqlSource) -> str | None:
-    """A warning when the watcher's database user could write (it needs only SELECT), else None."""
-    backend = engine.dialect.name
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                if conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
-                    return "the database user is a superuser; sleepd needs only SELECT on the watched tables"
-                writable = [t.name for _, t in polled_tables(source) if not _is_query(source, t) and conn.execute(
-                    text("SELECT has_table_privilege(:t, 'INSERT,UPDATE,DELETE,TRUNCATE')"),
-                    {"t": _table(engine, source, t)}).scalar()]
-                if writable:
-                    return f"the database user may write to {', '.join(writable)}; sleepd needs only SELECT"
-            elif backend in ("mysql", "mariadb"):
-                grants = " ".join(str(r[0]) for r in conn.execute(text("SHOW GRANTS")).all())
-                if re.search(r"\b(ALL PRIVILEGES|INSERT|UPDATE|DELETE)\b", grants):
-                    return "the database user has write grants; sleepd needs only SELECT on the watched tables"
-    except SQLAlchemyError as exc:
-        log.debug("source %s: cannot check rights: %s", source.name, exc)
-    return None
-
-
-def _is_query(source: SqlSource, table: SqlTable) -> bool:
-    return source.query is not None and table is source.root
-
-
-def channel(source: SqlSource) -> str:
-    """The LISTEN/NOTIFY channel of a source."""
-    return f"sleepd_{re.sub(r'[^A-Za-z0-9_]', '_', source.name)}"[:63]
-
-
-def trigger_sql(source: SqlSource) -> str:
-    """PostgreSQL triggers that NOTIFY the key of every inserted, updated or deleted row, for an
-    admin to review and install; sleepd never runs this itself."""
-    schema = f'"{source.db_schema}".' if source.db_schema else ""
-    fn = f"{schema}sleepd_notify_key"
-    lines = [
-        f"-- sleepd: LISTEN/NOTIFY fast path for source {source.name}. Review, then run as an admin.",
-        f"-- Set listen = true on the source. Channel: {channel(source)}",
-        f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$",
-        "BEGIN",
-        "  IF TG_OP = 'TRUNCATE' THEN",
-        "    PERFORM pg_notify(TG_ARGV[0], '*');",
-        "    RETURN NULL;",
-        "  END IF;",
-        "  IF TG_OP IN ('UPDATE', 'DELETE') THEN",
-        "    PERFORM pg_notify(TG_ARGV[0], coalesce(to_jsonb(OLD) ->> TG_ARGV[1], ''));",
-        "  END IF;",
-        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN",
-        "    PERFORM pg_notify(TG_ARGV[0], coalesce(to_jsonb(NEW) ->> TG_ARGV[1], ''));",
-        "  END IF;",
-        "  RETURN NULL;",
-        "END $$;",
-    ]
-    if source.query is not None:
-        lines.insert(2, "-- The tables behind the query are not known here: add the same two triggers to each, "
-                        "with the column holding the item key.")
-    for _, table in polled_tables(source):
-        if _is_query(source, table):
-            continue  # the tables behind a query are the admin's to add
-        target = f'{schema}"{table.name}"'
-        trigger = f"sleepd_{channel(source)}_{table.name}"[:63]
-        args = f"'{channel(source)}', '{table.key}'"
-        lines += [
-            f'DROP TRIGGER IF EXISTS "{trigger}" ON {target};',
-            f'CREATE TRIGGER "{trigger}" AFTER INSERT OR UPDATE OR DELETE ON {target}',
-            f"  FOR EACH ROW EXECUTE FUNCTION {fn}({args});",
-            f'DROP TRIGGER IF EXISTS "{trigger}_t" ON {target};',
-            f'CREATE TRIGGER "{trigger}_t" AFTER TRUNCATE ON {target}',
-            f"  FOR EACH STATEMENT EXECUTE FUNCTION {fn}({args});",
-        ]
-    return "\n".join(lines) + "\n"
