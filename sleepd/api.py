@@ -124,7 +124,7 @@ def create_app(service: Service, health: Health | None = None) -> FastAPI:
         body = await _body(request)
         return await _threaded(lambda: service.purge(
             principal, _optional_str(body, "source"), _optional_str(body, "path"),
-            _flag(body, "lift")))
+            _flag(body, "lift"), _flag(body, "dry_run"), _flag(body, "keep_excluded")))
 
     @app.post("/v1/reindex")
     def post_reindex(request: Request) -> dict[str, Any]:

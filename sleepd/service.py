@@ -89,9 +89,12 @@ class Service:
         return {"queued": queued, "source": source, "path": pattern, "force": force}
 
     def purge(self, principal: Principal, source: str | None = None, pattern: str | None = None,
-              lift: bool = False) -> dict[str, Any]:
+              lift: bool = False, dry_run: bool = False, keep_excluded: bool = False) -> dict[str, Any]:
         """Remove memory (see :meth:`Ledger.purge`); with ``lift``, stop excluding a glob purged
-        before, so the next scan tracks its files again."""
+        before, so the next scan tracks its files again. ``dry_run`` says what would go and removes
+        nothing. A glob that matches no tracked item is refused (a typo would otherwise purge
+        nothing and silently exclude the glob for good) unless ``keep_excluded`` asks to keep it
+        as an exclusion anyway."""
         _require_admin(principal)
         if lift:
             if pattern is None:
@@ -104,6 +107,13 @@ class Service:
         if source is None and pattern is None:
             raise BadRequest("purge needs a source or a path glob")
         self._check_source(source)
+        preview = self.ledger.purge_preview(source, pattern)
+        if dry_run:
+            return {"source": source, "path": pattern, "dry_run": True, **preview}
+        if pattern is not None and not preview["items"] and not keep_excluded:
+            where = f"source {source!r}" if source else "any source"
+            raise BadRequest(f"no tracked item of {where} matches {pattern!r}: nothing to purge (keep_excluded "
+                             "to exclude the glob from memory anyway)")
         if self._engine is not None:
             self._engine.flush_log()  # the query log of queries already answered goes with the items
         receipt, record_ids = self.ledger.purge(source, pattern)

@@ -200,6 +200,25 @@ def test_purge_removes_records_index_points_and_query_log(service: Service, clie
     assert "hr" not in sources
 
 
+def test_purge_dry_run_removes_nothing_and_a_glob_matching_nothing_is_refused(
+        service: Service, client: TestClient, admin: dict[str, str]) -> None:
+    before = service.index.count()
+    r = client.post("/v1/purge", json={"source": "click", "path": "*.py", "dry_run": True}, headers=admin)
+    assert r.status_code == 200, r.text
+    preview = r.json()
+    assert preview["dry_run"] is True and preview["items"] == 3 and preview["records"] > 3
+    assert preview["keys"] == ["click:core.py", "click:decorators.py", "click:termui.py"]
+    assert service.index.count() == before and service.ledger.purged_paths() == {}
+    # a typo matches nothing: refused, nothing excluded
+    r = client.post("/v1/purge", json={"source": "click", "path": "*.pyy"}, headers=admin)
+    assert r.status_code == 400 and "matches '*.pyy'" in r.json()["error"]["message"]
+    assert service.ledger.purged_paths() == {}
+    # unless the admin means it: the glob is kept out of memory from now on
+    r = client.post("/v1/purge", json={"source": "click", "path": "vendor/**", "keep_excluded": True}, headers=admin)
+    assert r.status_code == 200 and r.json()["items"] == 0
+    assert service.ledger.purged_paths() == {"click": ["vendor/**"]}
+
+
 def test_reindex_gives_the_same_results(service: Service, client: TestClient, admin: dict[str, str]) -> None:
     q = {"q": "echo a message to standard output", "budget": 1500}
     before = client.post("/v1/query", json=q, headers=admin).json()

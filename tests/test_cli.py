@@ -148,3 +148,12 @@ def test_help_names_every_environment_variable() -> None:
 def test_no_command_prints_the_help_and_exits_2(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys)
     assert code == 2 and err.startswith("Usage: sleepd [OPTIONS] COMMAND") and "query" in err
+
+
+def test_purge_dry_run_and_a_glob_that_matches_nothing(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "purge", "--path", "secrets/**", "--dry-run")
+    assert code == 0 and out.startswith("would purge 0 items") and "nothing removed" in out
+    code, out, err = _run(capsys, "purge", "--path", "secrets/**")
+    assert code == 2 and "matches 'secrets/**': nothing to purge" in _one_line(err)
+    code, out, err = _run(capsys, "purge", "--path", "secrets/**", "--keep-excluded", "--json")
+    assert code == 0 and '"items": 0' in out

@@ -55,8 +55,12 @@ def refresh(source: str | None, pattern: str | None, force: bool) -> None:
 @click.option("--path", "pattern", help="Purge items whose path matches this glob.")
 @click.option("--lift", is_flag=True, help="Undo the exclusion a purge by --path left: the next scan tracks "
               "those files again.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--keep-excluded", is_flag=True, help="Purge a --path glob that matches nothing tracked, to keep "
+              "matching files out of memory from now on (refused otherwise, as a likely typo).")
 @json_option
-def purge(source: str | None, pattern: str | None, lift: bool, as_json: bool) -> None:
+def purge(source: str | None, pattern: str | None, lift: bool, dry_run: bool, keep_excluded: bool,
+          as_json: bool) -> None:
     """Remove memory: records, every version, index points and query-log text. Paths purged by
     --path stay out of memory (the watchers skip them) until --lift."""
     if source is None and pattern is None:
@@ -64,10 +68,17 @@ def purge(source: str | None, pattern: str | None, lift: bool, as_json: bool) ->
     if lift and pattern is None:
         raise click.UsageError("--lift needs the --path glob that was purged")
     settings = load_settings()
-    result = call(settings, "POST", "/v1/purge", {"source": source, "path": pattern, "lift": lift},
-                  lambda s: s.purge(LOCAL_ADMIN, source, pattern, lift))
+    body = {"source": source, "path": pattern, "lift": lift, "dry_run": dry_run, "keep_excluded": keep_excluded}
+    result = call(settings, "POST", "/v1/purge", body,
+                  lambda s: s.purge(LOCAL_ADMIN, source, pattern, lift, dry_run, keep_excluded))
     if as_json or lift:
         print_json(result)
+        return
+    if dry_run:
+        click.echo(f"would purge {result['items']} items: {result['records']} records, {result['versions']} "
+                   "versions (nothing removed)")
+        for key in result["keys"]:
+            click.echo(f"  {key}")
         return
     click.echo(f"purged {result['items']} items: {result['records']} records, {result['versions']} versions, "
                f"{result['index_points']} index points, {result['changes']} changes, "

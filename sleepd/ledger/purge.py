@@ -45,6 +45,18 @@ class PurgeReceipt:
 class PurgeMixin(LedgerBase):
     """Purge and lift; the caller removes the index points of the record ids returned."""
 
+    def purge_preview(self, source: str | None = None, pattern: str | None = None,
+                      listed: int = 50) -> dict[str, object]:
+        """What :meth:`purge` would remove, removing nothing: how many items (not counting
+        aggregates), versions and records, and the first ``listed`` keys."""
+        with self.read() as s:
+            items = [i for i in matching_items(s, source, pattern) if not i.key.startswith(AGGREGATE_PREFIX)]
+            ids = [i.id for i in items if i.id is not None]
+            records = len(s.exec(select(RecordRow.id).where(col(RecordRow.item_id).in_(ids))).all())
+            versions = len(s.exec(select(VersionRow.id).where(col(VersionRow.item_id).in_(ids))).all())
+        keys = sorted(f"{i.source}:{i.key}" for i in items)
+        return {"items": len(items), "versions": versions, "records": records, "keys": keys[:listed]}
+
     def purge(self, source: str | None = None, pattern: str | None = None) -> tuple[PurgeReceipt, list[str]]:
         """Remove matching items with every version, record and change, the query-log text
         that drew on them, and (for a whole source) the source itself. Returns the receipt and
