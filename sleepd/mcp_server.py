@@ -76,7 +76,7 @@ def _tools(backend: Backend) -> MCPServer:
         body = await guarded(lambda: backend.query(ctx, q, budget))
         # the context the budget was spent on, not the API's JSON around it (scores, ids, versions)
         return {"context": body["context"], "tokens_used": body["tokens_used"], "budget": body["budget"],
-                "stale_items": body["stale_items"]}
+                "stale_items": body["stale_items"], "note": body.get("note")}
 
     @server.tool()
     async def status(ctx: Context) -> dict[str, Any]:

@@ -30,6 +30,8 @@ RAW_LINES = 80
 TAIL_CHARS = 32
 #: what stands between two records in the context
 SEPARATOR = "\n"
+#: candidates looked at to say how small a record is when a budget holds none
+NOTE_CANDIDATES = 5
 
 
 @dataclass
@@ -54,6 +56,8 @@ class QueryResult:
     tokens_used: int
     records: list[PackedRecord] = field(default_factory=list)
     stale_items: list[dict[str, str]] = field(default_factory=list)
+    #: why the pack is empty, when it is: no readable candidate, or a budget too small for any
+    note: str | None = None
 
     @property
     def context(self) -> str:
@@ -157,4 +161,16 @@ def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[f
             text=body, kind=row.kind, source=row.source, item=row.path, version=row.version,
             score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title, header=header))
     result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
-    return exact_fit(tokenizer, result)
+    result = exact_fit(tokenizer, result)
+    if not result.records:
+        result.note = empty_note(tokenizer, budget, scored)
+    return result
+
+
+def empty_note(tokenizer: Tokenizer, budget: int, scored: Sequence[tuple[float, RecordRow]]) -> str:
+    """Why nothing was packed, in words: an empty pack must never look like an answer."""
+    if not scored:
+        return "nothing in memory matches the question, or nothing the caller may read"
+    smallest = min(min(tokenizer.count(row.text), MIN_PARTIAL) for _, row in scored[:NOTE_CANDIDATES])
+    return (f"the budget of {budget} tokens cannot hold a single record: the best candidates need at least "
+            f"{smallest} tokens; ask with a larger budget")

@@ -100,6 +100,17 @@ def test_pack_cites_an_item_once_then_says_same_item_and_cuts_the_last_record() 
     assert result.tokens_used == TOKENIZER.count(result.context) and 200 - MIN_PARTIAL < result.tokens_used <= 200
 
 
+def test_an_empty_pack_says_why() -> None:
+    rows = [_row(0, "a long clause " * 100)]
+    tight = pack(TOKENIZER, "q", 16, [(1.0, r) for r in rows], _items(1))
+    assert tight.records == [] and tight.tokens_used == 0
+    assert tight.note is not None and "budget of 16 tokens cannot hold a single record" in tight.note
+    assert tight.as_dict()["note"] == tight.note
+    nothing = pack(TOKENIZER, "q", 1000, [], _items(1))
+    assert nothing.note is not None and "nothing in memory matches" in nothing.note
+    assert pack(TOKENIZER, "q", 1000, [(1.0, r) for r in rows], _items(1)).note is None
+
+
 def test_pack_replaces_a_stale_items_record_with_its_raw_lines(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("line one\nline two changed\nline three\n")
     items = _items(1)

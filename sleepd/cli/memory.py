@@ -35,6 +35,8 @@ def query(q: str, budget: int, as_json: bool) -> None:
         out.print(rec["text"], markup=False, highlight=False)
         out.print()
     out.print(f"{result['tokens_used']}/{result['budget']} tokens, {len(result['records'])} records")
+    if result.get("note"):
+        out.print(f"note: {result['note']}", markup=False, highlight=False)
 
 
 @click.command()
