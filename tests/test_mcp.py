@@ -75,7 +75,7 @@ def test_mcp_query_returns_cited_records(api: tuple[str, str], tmp_path: Path) -
     env = {**os.environ, "SLEEPD_HOME": str(tmp_path / "client-home"), "SLEEPD_API_URL": url, "SLEEPD_TOKEN": token}
     is_error, body = _call(env, "query", {"q": "how do we refund an invoice?", "budget": 200})
     assert not is_error, body
-    assert body["tokens_used"] <= 200 and set(body) == {"context", "tokens_used", "budget", "stale_items"}
+    assert body["tokens_used"] <= 200 and set(body) == {"context", "tokens_used", "budget", "stale_items", "note"}
     first_line = body["context"].split("\n")[0]
     assert first_line.startswith("[") and first_line.split(" ")[1].startswith("repo:billing.py:1-")
     assert get_tokenizer(defaults.TOKENIZER).count(body["context"]) == body["tokens_used"]
@@ -110,7 +110,7 @@ def test_mcp_over_streamable_http_in_the_daemon(api: tuple[str, str]) -> None:
     names, is_error, body = _http_call(url, token, "query", {"q": "how do we refund an invoice?", "budget": 200})
     assert {"query", "status", "refresh"} <= names
     assert not is_error, body
-    assert body["tokens_used"] <= 200 and set(body) == {"context", "tokens_used", "budget", "stale_items"}
+    assert body["tokens_used"] <= 200 and set(body) == {"context", "tokens_used", "budget", "stale_items", "note"}
     first_line = body["context"].split("\n")[0]
     assert first_line.startswith("[") and first_line.split(" ")[1].startswith("repo:billing.py:1-")
     assert "def refund_invoice" in body["context"]
