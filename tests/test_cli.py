@@ -4,6 +4,9 @@ and every option with an environment fallback names it in ``--help``."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +160,18 @@ def test_purge_dry_run_and_a_glob_that_matches_nothing(home: Path, capsys: pytes
     assert code == 2 and "matches 'secrets/**': nothing to purge" in _one_line(err)
     code, out, err = _run(capsys, "purge", "--path", "secrets/**", "--keep-excluded", "--json")
     assert code == 0 and '"items": 0' in out
+
+
+def test_json_logs_are_one_object_per_line(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0 and "SLEEPD_LOG_FORMAT" in out
+    code, _, err = _run(capsys, "--log-format", "xml", "status")
+    assert code == 2 and "Invalid value for '--log-format'" in _one_line(err)
+    script = ("import logging\nfrom sleepd.logs import setup_logging\nsetup_logging(False, 'json')\n"
+              "log = logging.getLogger('sleepd.worker')\nlog.info('repo:%s: published v%d', 'a.py', 2)\n"
+              "try:\n    1 / 0\nexcept ZeroDivisionError:\n    log.exception('boom')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(e["level"], e["logger"], e["message"]) for e in lines] == [
+        ("INFO", "sleepd.worker", "repo:a.py: published v2"), ("ERROR", "sleepd.worker", "boom")]
+    assert "ZeroDivisionError" in lines[1]["exc"] and lines[0]["at"].endswith("+00:00")

@@ -12,7 +12,6 @@ daemon is starting and its API did not answer in time (try again). An error is o
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +27,7 @@ from sleepd.cli.memory import purge, query, refresh, reindex
 from sleepd.cli.sources import sources, sql_triggers
 from sleepd.cli.status import status
 from sleepd.errors import SleepdError
+from sleepd.logs import FORMATS, setup_logging
 
 __all__ = ["cli", "main"]
 
@@ -37,12 +37,12 @@ EXIT_USAGE = 2
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
-def cli(verbose: bool) -> None:
+@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+              envvar="SLEEPD_LOG_FORMAT", show_envvar=True,
+              help="Log lines for people, or one JSON object per line for a log collector.")
+def cli(verbose: bool, log_format: str) -> None:
     """sleepd: enrich your context while idle, answer within a token budget."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "watchdog", "celery", "kombu", "sentence_transformers", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(verbose, log_format)
 
 
 for _command in (run, worker, check, status, query, refresh, purge, reindex, token, history, show, diff,
