@@ -24,7 +24,7 @@ from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.ledger import Ledger
 from sleepd.scheduler import Scheduler, SchedulerState
-from sleepd.schema import ItemState, RecordRow
+from sleepd.schema import ChangeRow, ItemState, RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, SqlSource, SqlTable
 from sleepd.watchers import Watchers
@@ -50,6 +50,14 @@ def sender(settings: Settings) -> Callable[[list[tuple[int, bool]]], None]:
         app.send_task(TASK_NAME, args=[items], queue=defaults.QUEUE, retry=False)
 
     return send
+
+
+def _attempts(ledger: Ledger, key: str) -> int:
+    """How many times workers began the open change of the item ``key`` of source repo."""
+    item = ledger.known_items("repo")[key]
+    with ledger.read() as s:
+        rows = s.exec(select(ChangeRow).where(ChangeRow.item_id == item.id)).all()
+    return max((r.attempts for r in rows), default=0)
 
 
 def all_enriched(ledger: Ledger, source: str, n: int) -> bool:
@@ -89,7 +97,14 @@ def test_worker_enriches_and_is_idempotent(broker: str, make_settings: Callable[
         assert item.id is not None
         send([(item.id, False)])
         send([(item.id, False), (item.id, False)])
-        time.sleep(1.5)
+        # then a task with real work: one solo worker takes tasks in order, so once it is done the
+        # duplicates ran too (an event to wait on, not a pause)
+        (tmp_path / "repo" / "marker.py").write_text('"""Marker."""\n')
+        Watchers(ledger.sources(), ledger, settings).scan_all()
+        marker = ledger.known_items("repo")["marker.py"]
+        assert marker.id is not None and marker.version == 0
+        send([(marker.id, False)])
+        wait_for(lambda: ledger.known_items("repo")["marker.py"].version == 1, what="the marker task done")
     assert ledger.known_items("repo")["mod1.py"].version == 1
     ledger.close()
 
@@ -136,7 +151,8 @@ def test_worker_killed_mid_task_loses_nothing(make_settings: Callable[..., Setti
     assert scheduler.tick() == 1
     queue = settings.home / "broker" / "queue"
     wait_for(lambda: not any(queue.iterdir()), timeout=60, what="the worker took the task")
-    time.sleep(1.0)
+    # the worker counts an attempt when it begins the item: kill it then, mid-task
+    wait_for(lambda: _attempts(ledger, "big.py") >= 1, timeout=60, interval=0.02, what="the worker began big.py")
     assert ledger.known_items("repo")["big.py"].state == ItemState.PENDING.value, "still mid-task"
     worker.send_signal(signal.SIGKILL)
     worker.wait()
