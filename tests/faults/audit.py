@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import qdrant_edge as edge
 from sqlalchemy import Engine, text
 
 from sleepd.index import EdgeIndex
+from sleepd.sparse import document_vector
 
 __all__ = ["IndexPoint", "LedgerView", "index_mismatches", "index_points"]
 
@@ -70,6 +72,8 @@ class LedgerView:
 class IndexPoint:
     payload: dict[str, Any]
     vector: list[float]
+    #: the BM25 sparse vector, as {term index: weight}
+    sparse: dict[int, float] = field(default_factory=dict)
 
 
 def index_points(home: Path) -> dict[str, IndexPoint]:
@@ -83,9 +87,13 @@ def index_points(home: Path) -> dict[str, IndexPoint]:
                 offset=offset, limit=512, with_payload=True, with_vector=True))
             for record in records:
                 vector: Any = record.vector
-                if isinstance(vector, dict):  # the unnamed default vector
-                    vector = next(iter(vector.values()))
-                points[str(record.id)] = IndexPoint(dict(record.payload or {}), [float(x) for x in vector or []])
+                sparse: dict[int, float] = {}
+                if isinstance(vector, dict):  # the unnamed dense vector, beside the named sparse one
+                    sparse = next(({int(i): float(v) for i, v in zip(x.indices, x.values, strict=True)}
+                                   for x in vector.values() if isinstance(x, edge.SparseVector)), {})
+                    vector = next((v for v in vector.values() if not isinstance(v, edge.SparseVector)), [])
+                points[str(record.id)] = IndexPoint(dict(record.payload or {}), [float(x) for x in vector or []],
+                                                    sparse)
             if offset is None:
                 return points
     finally:
@@ -115,4 +123,7 @@ def index_mismatches(view: LedgerView, points: dict[str, IndexPoint]) -> list[st
         if vector.shape != stored.shape or float(
                 np.dot(vector, stored) / (np.linalg.norm(vector) * np.linalg.norm(stored) or 1.0)) < 0.9999:
             problems.append(f"point {rid}: vector is not the record's embedding")
+        words = document_vector(record["title"], record["text"])
+        if point.sparse != {i: pytest.approx(v, rel=1e-5) for i, v in zip(words.indices, words.values, strict=True)}:
+            problems.append(f"point {rid}: sparse vector is not the record's words")
     return problems
