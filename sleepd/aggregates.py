@@ -26,7 +26,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from sleepd.languages import language_for
-from sleepd.schema import AGGREGATE_PREFIX, ChangeRow, ChangeStatus, ItemRow, ItemState, RecordRow
+from sleepd.schema import AGGREGATE_PREFIX, OPEN_CHANGES, ChangeRow, ItemRow, ItemState, RecordRow
 from sleepd.settings import FileSource, Source
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ PORTFOLIO = "portfolio"
 SOURCE_OVERVIEW = "source_overview"
 #: profiles whose files may be source code (language by extension)
 CODE_PROFILES = ("auto", "code")
-_OPEN = (ChangeStatus.PENDING.value, ChangeStatus.ENQUEUED.value)
 
 
 def is_aggregate(key: str) -> bool:
@@ -201,7 +200,7 @@ def _busy(ledger: Ledger, source: str) -> bool:
     """Input changes still open: the aggregates wait for the last of them (a burst, one rebuild)."""
     with ledger.read() as s:
         open_change = s.exec(select(ChangeRow.id).join(ItemRow, col(ItemRow.id) == col(ChangeRow.item_id)).where(
-            ItemRow.source == source, col(ChangeRow.status).in_(_OPEN),
+            ItemRow.source == source, col(ChangeRow.status).in_(OPEN_CHANGES),
             col(ItemRow.key).not_like(AGGREGATE_PREFIX + "%")).limit(1)).first()
     return open_change is not None
 

@@ -26,8 +26,8 @@ from sleepd import defaults
 from sleepd.aggregates import AGGREGATE_PREFIX
 from sleepd.ledger import Ledger
 from sleepd.schema import (
+    OPEN_CHANGES,
     ChangeRow,
-    ChangeStatus,
     IndexEventRow,
     ItemRow,
     ItemState,
@@ -41,7 +41,6 @@ from sleepd.schema import (
 
 __all__ = ["LedgerCollector", "error_kind", "render"]
 
-_OPEN = (ChangeStatus.PENDING.value, ChangeStatus.ENQUEUED.value)
 #: a failed item's error text, mapped to a few kinds so the label stays small
 _ERROR_KINDS = (
     ("too_large", re.compile(r"too large", re.I)),
@@ -92,7 +91,7 @@ def _queue(s: Session, now: float) -> Iterator[Metric]:
                             "Age of the oldest change not yet enriched, by source (0 when none).", labels=["source"])
     rows = s.exec(select(ItemRow.source, func.count(), func.min(ChangeRow.observed_at))
                   .join(ItemRow, col(ItemRow.id) == col(ChangeRow.item_id))
-                  .where(col(ChangeRow.status).in_(_OPEN)).group_by(ItemRow.source)).all()
+                  .where(col(ChangeRow.status).in_(OPEN_CHANGES)).group_by(ItemRow.source)).all()
     seen = {source: (n, oldest) for source, n, oldest in rows}
     for source in _sources(s) | set(seen):
         n, oldest = seen.get(source, (0, None))

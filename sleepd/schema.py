@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "AGGREGATE_PREFIX",
+    "OPEN_CHANGES",
     "AuditRow",
     "ChangeRow",
     "ChangeStatus",
@@ -64,6 +65,10 @@ class ChangeStatus(str, Enum):
     SUPERSEDED = "superseded"
     #: enrichment failed; ``error`` says why
     FAILED = "failed"
+
+
+#: the states of a change still to be done (handed out or not)
+OPEN_CHANGES = (ChangeStatus.PENDING.value, ChangeStatus.ENQUEUED.value)
 
 
 class SourceRow(SQLModel, table=True):

@@ -20,8 +20,8 @@ from sqlalchemy import Engine, create_engine, delete, event, false, func
 from sqlmodel import Session, SQLModel, col, select
 
 from sleepd.schema import (
+    OPEN_CHANGES,
     AuditRow,
-    ChangeStatus,
     IndexEventRow,
     ItemRow,
     MetaRow,
@@ -32,7 +32,7 @@ __all__ = ["OPEN", "PURGED_META", "LedgerBase", "count_index_lag", "delete_where
            "purged_globs", "write_meta"]
 
 #: the states of a change still to be done (handed out or not)
-OPEN = (ChangeStatus.PENDING.value, ChangeStatus.ENQUEUED.value)
+OPEN = OPEN_CHANGES
 
 
 #: meta key of the globs purged by path: {source name or "*": [glob, ...]}
