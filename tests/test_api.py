@@ -94,8 +94,8 @@ def test_query_returns_the_symbol_with_evidence_within_budget(client: TestClient
                     headers=admin)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"query", "budget", "tokens_used", "records", "stale_items", "context"}
-    assert 0 < body["tokens_used"] <= 512
+    assert set(body) == {"query", "budget", "tokens_used", "records", "stale_items", "note", "context"}
+    assert 0 < body["tokens_used"] <= 512 and body["note"] is None
     assert body["context"] == "\n".join(rec["header"] + rec["text"] for rec in body["records"])
     first = body["records"][0]
     assert set(first) >= {"text", "kind", "source", "item", "version", "score", "fresh", "evidence"}
