@@ -27,7 +27,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from sleepd.ledger import Ledger
 from sleepd.settings import SqlSource, SqlTable, load_settings
-from sleepd.sql.rows import open_engine, read_item, reading
+from sleepd.sql.engines import open_engine, reading
+from sleepd.sql.rows import read_item
 from tests.faults.audit import LedgerView, index_mismatches, index_points
 from tests.faults.cluster import Daemon, WorkerPool
 from tests.faults.load import DELETED_ACCOUNT, DELETED_FILE, PURGED_FILE, Edits, Questions, sha256

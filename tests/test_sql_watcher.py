@@ -42,7 +42,8 @@ from sleepd.ledger import Ledger
 from sleepd.schema import ItemState, RecordRow
 from sleepd.service import Service
 from sleepd.settings import Settings, SqlAccessLookup, SqlSource, SqlTable, load_settings
-from sleepd.sql.rows import account_document, item_hash, open_engine, read_item, reading
+from sleepd.sql.engines import open_engine, reading
+from sleepd.sql.rows import account_document, item_hash, read_item
 from sleepd.sql.triggers import trigger_sql
 from sleepd.watchers import SqlWatcher, Watchers
 from tests.helpers import enrich_pending, free_port, unavailable, wait_for

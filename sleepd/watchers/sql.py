@@ -40,6 +40,7 @@ from sleepd.errors import Unavailable
 from sleepd.ledger import Ledger
 from sleepd.schema import ItemRow, ItemState
 from sleepd.settings import Settings, SqlSource
+from sleepd.sql.engines import open_engine, reading
 from sleepd.sql.rows import (
     ItemRows,
     dump_mark,
@@ -50,9 +51,7 @@ from sleepd.sql.rows import (
     load_items,
     load_mark,
     max_marks,
-    open_engine,
     polled_tables,
-    reading,
     shape,
     touched_keys,
 )

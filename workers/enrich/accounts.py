@@ -20,21 +20,38 @@ query source's result does, the first is the account and the rest are related ro
 
 Evidence is ``Evidence("orders:#W2378156", 1, 1)``: table and row id (see :class:`Evidence`).
 Nothing here knows a particular schema: columns are recognised by common names (``*name*``,
-``email``, ``zip``, ``status``, ``*_at``, ``amount``, ``payment_method*``...).
+``email``, ``zip``, ``status``, ``*_at``, ``amount``, ``payment_method*``...; see
+:mod:`workers.enrich.account_rows`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sleepd.records import Draft, Evidence, RecordKind
+from sleepd.records import Draft, RecordKind
 from sleepd.settings import SqlTable
-from sleepd.sql.rows import row_id
+from workers.enrich.account_rows import (
+    AMOUNT_COLUMN,
+    CONTACT_COLUMN,
+    METHOD_COLUMN,
+    NAME_COLUMN,
+    STATUS_COLUMNS,
+    ZIP_COLUMN,
+    Row,
+    amount_of,
+    contact_lines,
+    count_each,
+    describe_element,
+    element_label,
+    flat,
+    parse_json_text,
+    person_name,
+    present,
+    unique_rows,
+)
 from workers.enrich.digest import QA, qa_draft
 
 __all__ = ["enrich_account"]
@@ -47,51 +64,11 @@ BRIEF_ROWS = 40
 QA_OPEN_ROWS = 5
 #: states of a row that is still open
 OPEN_STATES = frozenset({"pending", "processing", "processed", "open", "new", "on hold", "awaiting", "in progress"})
-_CONTACT = re.compile(r"email|phone|mobile|address|street|city|state|province|zip|postal|country", re.I)
-_NAME = re.compile(r"(^|_)(first_?name|last_?name|full_?name|name)$", re.I)
-_STATUS = ("status", "state")
-_TIME = re.compile(r"(_at|_on|_date|_time|^date|^time|timestamp)$", re.I)
-_AMOUNT = re.compile(r"amount|total|price|balance", re.I)
-_METHOD = re.compile(r"payment_?method", re.I)
-_ZIP = re.compile(r"^(zip|zip_?code|postal_?code|postcode)$", re.I)
-_LABEL = ("name", "title", "label", "description", "transaction_type", "type")
-
-
-@dataclass
-class _Row:
-    table: SqlTable
-    values: dict[str, Any]
-
-    @property
-    def id(self) -> str:
-        return row_id(self.table, self.values)
-
-    @property
-    def cite(self) -> Evidence:
-        return Evidence(f"{self.table.name}:{self.id}", 1, 1)
-
-    @property
-    def status(self) -> str | None:
-        for column in _STATUS:
-            value = self.values.get(column)
-            if isinstance(value, str) and value:
-                return value
-        return None
-
-    def when(self) -> datetime | None:
-        for column, value in self.values.items():
-            if _TIME.search(column) and isinstance(value, str):
-                stamp = _datetime(value)
-                if stamp is not None:
-                    return stamp
-        return None
-
-
 def enrich_account(path: str, text: str) -> list[Draft]:
     """Draft records for one account document (``path`` is the item key, for titles only)."""
     doc = json.loads(text)
     tables = [SqlTable(name=t["name"], key=t["key"], id=t.get("id")) for t in doc["tables"]]
-    rows = {t.name: [_Row(t, r) for r in doc["rows"].get(t.name, [])] for t in tables}
+    rows = {t.name: [Row(t, r) for r in doc["rows"].get(t.name, [])] for t in tables}
     root_rows = rows[tables[0].name]
     if not root_rows:
         return []
@@ -100,7 +77,7 @@ def enrich_account(path: str, text: str) -> list[Draft]:
     # account, the others are related rows like those of other tables
     related = root_rows[1:] + [r for t in tables[1:] for r in rows[t.name]]
     listed = tables if len(root_rows) > 1 else tables[1:]
-    who = _who(root.values) or str(doc["key"])
+    who = person_name(root.values) or str(doc["key"])
     account = f"account {doc['key']}" + (f" ({who})" if who != str(doc["key"]) else "")
     drafts = [_brief(account, root, related, listed, {**rows, tables[0].name: root_rows[1:]}),
               _timeline(account, root, related)]
@@ -113,17 +90,17 @@ def enrich_account(path: str, text: str) -> list[Draft]:
     return drafts + ([qa] if qa else [])
 
 
-def _likely_questions(who: str, root: _Row, related: list[_Row], tables: list[SqlTable],
-                      rows: Mapping[str, list[_Row]]) -> list[QA]:
+def _likely_questions(who: str, root: Row, related: list[Row], tables: list[SqlTable],
+                      rows: Mapping[str, list[Row]]) -> list[QA]:
     """What support asks about an account, answered from its rows."""
     pairs = []
-    contact = _contact(root.values)
+    contact = contact_lines(root.values)
     if contact:
         pairs.append(QA(f"How do I reach {who}, and where do they live?", "; ".join(contact), root.cite))
-    methods = [v for k, v in root.values.items() if _METHOD.search(k) and _present(v)]
+    methods = [v for k, v in root.values.items() if METHOD_COLUMN.search(k) and present(v)]
     used = sorted({m for r in related for m in _methods_used(r)})
     if methods or used:
-        on_file = _flat(methods[0]) if methods else ""
+        on_file = flat(methods[0]) if methods else ""
         answer = "; ".join(p for p in (f"on file: {on_file}" if on_file else "",
                                        f"used: {', '.join(used)}" if used else "") if p)
         pairs.append(QA(f"Which payment methods does {who} have?", answer[:400], root.cite))
@@ -143,28 +120,28 @@ def _likely_questions(who: str, root: _Row, related: list[_Row], tables: list[Sq
                         row.cite))
     refunds = _refunds(related)
     if refunds:
-        pairs.append(QA(f"Has {who} been refunded?", "; ".join(f"{r.id} {_flat(t)}" for r, t in refunds)[:400],
+        pairs.append(QA(f"Has {who} been refunded?", "; ".join(f"{r.id} {flat(t)}" for r, t in refunds)[:400],
                         refunds[0][0].cite))
     return pairs
 
 
 # -- the brief --------------------------------------------------------------------------------
 
-def _brief(account: str, root: _Row, related: list[_Row], tables: list[SqlTable],
-           rows: Mapping[str, list[_Row]]) -> Draft:
-    lines = [f"Account {root.values.get(root.table.key)}: {_who(root.values) or 'name unknown'}"]
-    contact = _contact(root.values)
+def _brief(account: str, root: Row, related: list[Row], tables: list[SqlTable],
+           rows: Mapping[str, list[Row]]) -> Draft:
+    lines = [f"Account {root.values.get(root.table.key)}: {person_name(root.values) or 'name unknown'}"]
+    contact = contact_lines(root.values)
     if contact:
         lines.append("Contact: " + "; ".join(contact))
-    other = [f"{k} {_flat(v)}" for k, v in root.values.items()
-             if k != root.table.key and not _CONTACT.search(k) and not _NAME.search(k) and _present(v)]
+    other = [f"{k} {flat(v)}" for k, v in root.values.items()
+             if k != root.table.key and not CONTACT_COLUMN.search(k) and not NAME_COLUMN.search(k) and present(v)]
     if other:
         lines.append("Details: " + "; ".join(other))
     for table in tables:
         table_rows = rows[table.name]
         if not table_rows:
             continue
-        states = _count(r.status for r in table_rows if r.status)
+        states = count_each(r.status for r in table_rows if r.status)
         head = f"{table.name.replace('_', ' ').capitalize()} ({len(table_rows)}"
         head += f"; {', '.join(f'{n} {s}' for s, n in states.items())})" if states else ")"
         shown = [f"- {_summary(r)}" for r in table_rows[:BRIEF_ROWS]]
@@ -173,22 +150,22 @@ def _brief(account: str, root: _Row, related: list[_Row], tables: list[SqlTable]
         lines += [head + ":", *shown]
     refunds = _refunds(related)
     if refunds:
-        lines.append("Refunds: " + "; ".join(f"{r.id} {_flat(t)}" for r, t in refunds))
+        lines.append("Refunds: " + "; ".join(f"{r.id} {flat(t)}" for r, t in refunds))
     return Draft(kind=RecordKind.ACCOUNT, text="\n".join(lines), title=f"{account}: brief",
                  evidence=tuple(r.cite for r in (root, *related)),
                  meta={"account": str(root.values.get(root.table.key)), "table": root.table.name})
 
 
-def _summary(row: _Row) -> str:
+def _summary(row: Row) -> str:
     """One line: id, state, the names in its lists (items), its amounts and methods."""
     parts = [row.id + (f" {row.status}" if row.status else "") + ":"]
-    skip = {row.table.key, row.table.id, "id", *_STATUS}
+    skip = {row.table.key, row.table.id, "id", *STATUS_COLUMNS}
     for column, value in row.values.items():
-        if column in skip or not _present(value) or str(value) == row.id:
+        if column in skip or not present(value) or str(value) == row.id:
             continue
-        parsed = _parse(value)
+        parsed = parse_json_text(value)
         if isinstance(parsed, list):
-            labels = [_label(x) for x in parsed]
+            labels = [element_label(x) for x in parsed]
             labels = [x for x in labels if x]
             if labels:
                 parts.append(f"{column.replace('_', ' ')}: {', '.join(labels)};")
@@ -199,7 +176,7 @@ def _summary(row: _Row) -> str:
 
 # -- timeline ---------------------------------------------------------------------------------
 
-def _timeline(account: str, root: _Row, related: list[_Row]) -> Draft:
+def _timeline(account: str, root: Row, related: list[Row]) -> Draft:
     dated = sorted(((r.when(), i, r) for i, r in enumerate(related)), key=lambda x: (x[0] is None, x[0] or 0, x[1]))
     any_time = any(when is not None for when, _, _ in dated)
     lines = [f"Timeline of {account}" + ("" if any_time else " (no timestamps: rows in table order)") + ":"]
@@ -207,27 +184,27 @@ def _timeline(account: str, root: _Row, related: list[_Row]) -> Draft:
         stamp = when.isoformat(sep=" ", timespec="minutes") if when else "-"
         lines.append(f"{stamp} {row.table.name} {row.id}" + (f" {row.status}" if row.status else ""))
         for column, event in _transactions(row):
-            lines.append(f"    {column.replace('_', ' ')}: {_flat(event)}")
+            lines.append(f"    {column.replace('_', ' ')}: {flat(event)}")
     return Draft(kind=RecordKind.TIMELINE, text="\n".join(lines), title=f"{account}: timeline",
                  evidence=tuple(r.cite for r in (root, *related)),
                  meta={"account": str(root.values.get(root.table.key))})
 
 
-def _transactions(row: _Row) -> list[tuple[str, dict[str, Any]]]:
+def _transactions(row: Row) -> list[tuple[str, dict[str, Any]]]:
     """Dicts with an amount inside the row's list columns (payments, refunds)."""
     found = []
     for column, value in row.values.items():
-        parsed = _parse(value)
+        parsed = parse_json_text(value)
         if isinstance(parsed, list):
-            found += [(column, x) for x in parsed if isinstance(x, dict) and any(_AMOUNT.search(k) for k in x)
+            found += [(column, x) for x in parsed if isinstance(x, dict) and any(AMOUNT_COLUMN.search(k) for k in x)
                       and not any(k in x for k in ("name", "title"))]
     return found
 
 
 # -- flags ------------------------------------------------------------------------------------
 
-def _flags(account: str, root: _Row, related: list[_Row]) -> Draft | None:
-    flags: list[tuple[str, list[_Row]]] = []
+def _flags(account: str, root: Row, related: list[Row]) -> Draft | None:
+    flags: list[tuple[str, list[Row]]] = []
     now = datetime.now()
     stale = [r for r in related if (r.status or "").lower() in OPEN_STATES and (w := r.when()) is not None
              and (now - w.replace(tzinfo=None)).days >= OPEN_TOO_LONG_DAYS]
@@ -235,19 +212,19 @@ def _flags(account: str, root: _Row, related: list[_Row]) -> Draft | None:
         flags.append((f"open for {OPEN_TOO_LONG_DAYS}+ days: " + ", ".join(f"{r.id} {r.status}" for r in stale), stale))
     refunds = _refunds(related)
     if refunds:
-        total = sum(_amount(t) for _, t in refunds)
+        total = sum(amount_of(t) for _, t in refunds)
         flags.append((f"{len(refunds)} refund(s), {total:.2f} in all: " + ", ".join(r.id for r, _ in refunds),
-                      _unique(r for r, _ in refunds)))
+                      unique_rows(r for r, _ in refunds)))
     cancelled = [r for r in related if (r.status or "").lower().startswith(("cancel", "void"))]
     if cancelled:
         flags.append((f"{len(cancelled)} cancelled: " + ", ".join(r.id for r in cancelled), cancelled))
-    methods: dict[str, list[_Row]] = {}
+    methods: dict[str, list[Row]] = {}
     for row in related:
         for method in _methods_used(row):
             methods.setdefault(method, []).append(row)
     if len(methods) > 1:
         flags.append((f"paid with {len(methods)} payment methods: " + ", ".join(sorted(methods)),
-                      _unique(r for rs in methods.values() for r in rs)))
+                      unique_rows(r for rs in methods.values() for r in rs)))
     home = _zip(root.values)
     moved = [r for r in related if home and (z := _zip(r.values)) and z != home]
     if moved:
@@ -256,28 +233,28 @@ def _flags(account: str, root: _Row, related: list[_Row]) -> Draft | None:
     if not flags:
         return None
     text = f"Flags for {account}:\n" + "\n".join(f"- {f}" for f, _ in flags)
-    cited = _unique(r for _, rs in flags for r in rs)
+    cited = unique_rows(r for _, rs in flags for r in rs)
     return Draft(kind=RecordKind.FLAGS, text=text, title=f"{account}: flags", evidence=tuple(r.cite for r in cited),
                  meta={"account": str(root.values.get(root.table.key)), "flags": str(len(flags))})
 
 
-def _refunds(rows: Iterable[_Row]) -> list[tuple[_Row, dict[str, Any]]]:
+def _refunds(rows: Iterable[Row]) -> list[tuple[Row, dict[str, Any]]]:
     return [(r, t) for r in rows for _, t in _transactions(r) if any("refund" in str(v).lower() for v in t.values())]
 
 
-def _methods_used(row: _Row) -> set[str]:
+def _methods_used(row: Row) -> set[str]:
     # a payment-method row's own id is a method on file, not one used
-    used = {str(v) for k, v in row.values.items() if _METHOD.search(k) and _present(v) and k != row.table.id}
+    used = {str(v) for k, v in row.values.items() if METHOD_COLUMN.search(k) and present(v) and k != row.table.id}
     for _, tx in _transactions(row):
-        used |= {str(v) for k, v in tx.items() if _METHOD.search(k) and _present(v)}
+        used |= {str(v) for k, v in tx.items() if METHOD_COLUMN.search(k) and present(v)}
     return used
 
 
 def _zip(values: Mapping[str, Any]) -> str | None:
     for column, value in values.items():
-        if _ZIP.match(column) and _present(value):
+        if ZIP_COLUMN.match(column) and present(value):
             return str(value)
-        parsed = _parse(value)
+        parsed = parse_json_text(value)
         if isinstance(parsed, dict):
             inner = _zip(parsed)
             if inner:
@@ -287,115 +264,18 @@ def _zip(values: Mapping[str, Any]) -> str | None:
 
 # -- one row ----------------------------------------------------------------------------------
 
-def _row_record(account: str, row: _Row) -> Draft:
+def _row_record(account: str, row: Row) -> Draft:
     lines = [f"{row.table.name} {row.id} of {account}"]
     for column, value in row.values.items():
-        if column == row.table.key or not _present(value):
+        if column == row.table.key or not present(value):
             continue
-        parsed = _parse(value)
-        if not _present(parsed):
+        parsed = parse_json_text(value)
+        if not present(parsed):
             continue
         if isinstance(parsed, list):
             lines.append(f"{column}:")
-            lines += [f"- {_describe(x)}" for x in parsed]
+            lines += [f"- {describe_element(x)}" for x in parsed]
         else:
-            lines.append(f"{column}: {_flat(parsed)}")
+            lines.append(f"{column}: {flat(parsed)}")
     return Draft(kind=RecordKind.ROW, text="\n".join(lines), title=f"{row.table.name} {row.id} ({account})",
                  evidence=(row.cite,), meta={"table": row.table.name, "row": row.id})
-
-
-# -- values -----------------------------------------------------------------------------------
-
-def _parse(value: Any) -> Any:
-    """JSON text columns (a list of items, an address) as structures; anything else as is."""
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _present(value: Any) -> bool:
-    return value is not None and value != "" and value != [] and value != {}
-
-
-def _flat(value: Any) -> str:
-    """A dict or list on one line: scalars joined, nested values flattened."""
-    value = _parse(value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_flat(v)}" if not _is_plain(k) else _flat(v) for k, v in value.items()
-                         if _present(v))
-    if isinstance(value, list):
-        return ", ".join(_flat(v) for v in value if _present(v))
-    return str(value)
-
-
-def _is_plain(key: str) -> bool:
-    """Keys whose value reads well alone (an address line, a city)."""
-    return bool(re.match(r"^(address\d?|street|city|state|province|country|zip|postal_?code|name)$", key, re.I))
-
-
-def _label(value: Any) -> str:
-    """A short name for one element of a list column (an item's name, a payment's type+amount)."""
-    if not isinstance(value, dict):
-        return "" if isinstance(value, list) else str(value)
-    for key in _LABEL:
-        if _present(value.get(key)) and not isinstance(value[key], dict | list):
-            head = str(value[key])
-            amount = next((v for k, v in value.items() if _AMOUNT.search(k) and isinstance(v, int | float)), None)
-            return f"{head} {amount}" if amount is not None and key not in ("name", "title") else head
-    scalars = [str(v) for v in value.values() if isinstance(v, str | int | float) and not isinstance(v, bool)]
-    return " ".join(scalars[:3])
-
-
-def _describe(value: Any) -> str:
-    """One element of a list column in full: its label first, then every other field."""
-    if not isinstance(value, dict):
-        return _flat(value)
-    head = next((str(value[k]) for k in ("name", "title") if _present(value.get(k))), "")
-    rest = [f"{k} {_flat(v)}" for k, v in value.items() if k not in ("name", "title") and _present(v)]
-    return (head + (" (" + "; ".join(rest) + ")" if rest else "")) if head else "; ".join(rest)
-
-
-def _contact(values: Mapping[str, Any]) -> list[str]:
-    """"email x", "zip y": the account's contact columns that hold something."""
-    return [f"{k} {_flat(v)}" for k, v in values.items() if _CONTACT.search(k) and _present(v)]
-
-
-def _who(values: Mapping[str, Any]) -> str:
-    parts = []
-    for column, value in values.items():
-        if _NAME.search(column) and _present(value):
-            parsed = _parse(value)
-            parts.append(" ".join(str(v) for v in parsed.values()) if isinstance(parsed, dict) else str(parsed))
-    return " ".join(parts)
-
-
-def _amount(tx: Mapping[str, Any]) -> float:
-    for key, value in tx.items():
-        if _AMOUNT.search(key) and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    return 0.0
-
-
-def _datetime(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
-
-
-def _unique(rows: Iterable[_Row]) -> list[_Row]:
-    seen: dict[str, _Row] = {}
-    for row in rows:
-        seen.setdefault(f"{row.table.name}:{row.id}", row)
-    return list(seen.values())
-

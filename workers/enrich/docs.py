@@ -20,14 +20,14 @@ Everything here is pure: no I/O, no globals mutated.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from itertools import pairwise
 
 from sleepd.records import Draft, Evidence, RecordKind
 from workers.enrich.digest import QA, key_facts, qa_draft, question_for_heading, split_sentences, summarise
+from workers.enrich.headings import FENCE, Heading, doc_format, find_headings
 
-__all__ = ["CHUNK_TOKENS", "SECTION_TOKENS", "approx_tokens", "chunk_lines", "doc_format", "enrich_docs",
+__all__ = ["CHUNK_TOKENS", "SECTION_TOKENS", "approx_tokens", "chunk_lines", "enrich_docs",
            "fit_text", "trim_lines"]
 
 #: target size of a SECTION record, in approximate tokens
@@ -42,19 +42,6 @@ KEY_FACTS = 6
 LIKELY_QUESTIONS = 8
 # ~4 characters per token for English and code: close enough to budget by, and free to compute.
 _CHARS_PER_TOKEN = 4
-
-_MARKDOWN_EXTS = frozenset({"md", "markdown", "mdown", "mkd", "mdx"})
-_RST_EXTS = frozenset({"rst", "rest"})
-# data and config files: a "# comment" there is not a heading, so no heading detection at all
-_DATA_EXTS = frozenset(
-    {"yaml", "yml", "toml", "ini", "cfg", "conf", "json", "jsonl", "xml", "csv", "tsv", "log", "env", "lock"}
-)
-
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-# an RST adornment: one punctuation character repeated (3+ so a stray "--" is not a heading)
-_ADORN = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
 
 
 def approx_tokens(text: str) -> int:
@@ -77,24 +64,6 @@ def trim_lines(text: str, limit: int) -> str:
     return "\n".join([*lines[:limit], "…"]) if len(lines) > limit else text
 
 
-def doc_format(path: str) -> str:
-    """``"markdown"``, ``"rst"``, ``"data"`` (config/data: no headings) or ``"text"``, by extension."""
-    name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if ext in _MARKDOWN_EXTS:
-        return "markdown"
-    if ext in _RST_EXTS:
-        return "rst"
-    return "data" if ext in _DATA_EXTS else "text"
-
-
-@dataclass(frozen=True)
-class _Heading:
-    first: int  # 0-based first line of the heading (the overline for RST)
-    level: int
-    title: str
-
-
 @dataclass(frozen=True)
 class _Unit:
     """A piece of a window: lines ``start..end`` (0-based, inclusive) and the text it contributes."""
@@ -102,96 +71,6 @@ class _Unit:
     start: int
     end: int
     text: str
-
-
-def _front_matter_end(lines: list[str]) -> int:
-    """Index after a leading YAML front-matter block (``---`` ... ``---``), else 0."""
-    if not lines or lines[0].strip() != "---":
-        return 0
-    for i in range(1, len(lines)):
-        if lines[i].strip() in ("---", "..."):
-            return i + 1
-    return 0
-
-
-def _markdown_headings(lines: list[str]) -> list[_Heading]:
-    """ATX (``# x``) and setext (``x`` over ``===``/``---``) headings, skipping fenced code."""
-    out: list[_Heading] = []
-    fence = ""
-    i = _front_matter_end(lines)
-    while i < len(lines):
-        line = lines[i]
-        fence_match = _FENCE.match(line)
-        if fence:
-            # a fence closes only with the same character, at least as long as it opened
-            closing = fence_match.group(1) if fence_match else ""
-            if closing[:1] == fence[0] and len(closing) >= len(fence):
-                fence = ""
-        elif fence_match:
-            fence = fence_match.group(1)
-        elif (atx := _ATX.match(line)) is not None:
-            out.append(_Heading(i, len(atx.group(1)), (atx.group(2) or "").strip()))
-        elif _is_setext(lines, i):
-            out.append(_Heading(i, 1 if lines[i + 1].strip()[0] == "=" else 2, line.strip()))
-            i += 1  # the underline belongs to the heading
-        i += 1
-    return out
-
-
-def _is_setext(lines: list[str], i: int) -> bool:
-    # Only a single line after a blank line counts: a "---" under a paragraph's last line is
-    # far more often a rule than a heading whose text is the whole paragraph.
-    if i + 1 >= len(lines) or not lines[i].strip() or lines[i].startswith("    "):
-        return False
-    if i > 0 and lines[i - 1].strip():
-        return False
-    return _SETEXT.match(lines[i + 1]) is not None
-
-
-def _rst_headings(lines: list[str]) -> list[_Heading]:
-    """Underlined (optionally overlined) titles; levels in order of first appearance, as RST does."""
-    out: list[_Heading] = []
-    styles: list[tuple[str, bool]] = []
-    i = 0
-    while i + 1 < len(lines):
-        if _is_rst_overlined(lines, i):
-            title, style, step = lines[i + 1], (lines[i].strip()[0], True), 3
-        elif _is_rst_title(lines[i], lines[i + 1]):
-            title, style, step = lines[i], (lines[i + 1].strip()[0], False), 2
-        else:
-            i += 1
-            continue
-        if style not in styles:
-            styles.append(style)
-        out.append(_Heading(i, styles.index(style) + 1, title.strip()))
-        i += step
-    return out
-
-
-def _is_rst_overlined(lines: list[str], i: int) -> bool:
-    # over- and underline identical, around one line of text (which may be indented)
-    if i + 2 >= len(lines) or not _ADORN.match(lines[i]) or lines[i + 2].rstrip() != lines[i].rstrip():
-        return False
-    return bool(lines[i + 1].strip()) and not _ADORN.match(lines[i + 1])
-
-
-def _is_rst_title(title: str, under: str) -> bool:
-    text = title.strip()
-    if not text or _ADORN.match(title) or not _ADORN.match(under):
-        return False
-    # unindented (indented text is a block quote or literal block), and underlined at full length
-    return not title[:1].isspace() and len(under.rstrip()) >= len(title.rstrip())
-
-
-def _headings(lines: list[str], fmt: str) -> list[_Heading]:
-    if fmt == "markdown":
-        return _markdown_headings(lines)
-    if fmt == "rst":
-        return _rst_headings(lines)
-    if fmt == "data":
-        return []
-    # unknown prose: Markdown is the common case; fall back to RST-style underlines
-    return _markdown_headings(lines) or _rst_headings(lines)
 
 
 def _split_long_line(line: str, max_chars: int) -> list[str]:
@@ -229,7 +108,7 @@ def _blocks(lines: list[str], start: int, end: int, max_chars: int) -> list[_Uni
             continue
         j, fence = i, ""
         while j <= end and (fence or lines[j].strip()):
-            if (m := _FENCE.match(lines[j])) is not None:
+            if (m := FENCE.match(lines[j])) is not None:
                 fence = "" if fence else m.group(1)
             j += 1
         text = "\n".join(lines[i:j])
@@ -309,12 +188,12 @@ def _merge(parts: list[_Part], max_chars: int, root: str) -> list[_Part]:
 
 
 def _heading_sections(
-    lines: list[str], headings: list[_Heading]
+    lines: list[str], headings: list[Heading]
 ) -> list[tuple[int, int, tuple[str, ...]]]:
     """``(start, end, heading path)`` per section, 0-based inclusive; a preamble has path ``()``."""
     bounds = [h.first for h in headings] + [len(lines)]
     sections: list[tuple[int, int, tuple[str, ...]]] = [(0, bounds[0] - 1, ())] if bounds[0] > 0 else []
-    stack: list[_Heading] = []
+    stack: list[Heading] = []
     for k, heading in enumerate(headings):
         while stack and stack[-1].level >= heading.level:
             stack.pop()
@@ -373,7 +252,7 @@ def enrich_docs(path: str, text: str, budget: int = SECTION_TOKENS) -> list[Draf
         return []
     lines = text.splitlines()
     fmt = doc_format(path)
-    headings = _headings(lines, fmt)
+    headings = find_headings(lines, fmt)
     max_chars = budget * _CHARS_PER_TOKEN
     sections = _heading_sections(lines, headings) if headings else []
     if headings:
