@@ -10,7 +10,7 @@ from typing import Any
 from sleepd.ledger import Ledger
 from sleepd.llm_budget import llm_status
 from sleepd.settings import Settings
-from sleepd.watchers.files import skipped_files
+from sleepd.watchers.folder import skipped_files
 
 __all__ = ["skipped_summary", "status_report"]
 

@@ -69,3 +69,14 @@ def test_core_does_not_import_the_workers() -> None:
                     if a.startswith("sleepd") and b.startswith("workers")
                     and not any(a == m or a.startswith(m + ".") for m in LAUNCHERS))
     assert upward == [], f"core modules importing workers: {upward}"
+
+
+#: the most lines a module may have (STYLE.md: small modules, split along a real seam past this)
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines())
+             for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    too_long = sorted((path, n) for path, n in sizes.items() if n > MAX_MODULE_LINES)
+    assert too_long == [], f"modules over {MAX_MODULE_LINES} lines (split them by concern): {too_long}"

@@ -235,7 +235,7 @@ from sleepd.auth import Principal
 from sleepd.service import Service
 from sleepd.settings import FileSource, load_settings
 from sleepd.watchers import Watchers
-from sleepd.watchers.files import content_hash
+from sleepd.watchers.folder import content_hash
 from sleepd.bench.drain import enrich_pending
 from workers.tasks import run_batch, then_aggregates
 

@@ -23,7 +23,7 @@ from sleepd.ledger import Ledger
 from sleepd.schema import ChangeRow, ItemRow, ItemState, SourceRow
 from sleepd.settings import FileSource, Settings, load_settings
 from sleepd.watchers import FileWatcher, ScanReport, Watchers
-from sleepd.watchers.files import content_hash
+from sleepd.watchers.folder import content_hash
 from tests.helpers import wait_for
 
 DEBOUNCE = 0.2

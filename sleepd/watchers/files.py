@@ -1,33 +1,31 @@
 """Watch one folder source; turn every file change under it into a durable ledger row (the
 ledger is the outbox: no enrichment here). ``scan()`` walks the tree (at start, and rescans catch
-what inotify missed); watchdog events, debounced per path, handle live edits."""
+what inotify missed); watchdog events, debounced per path, handle live edits. Which files are in
+the source, which are binary, and their hashes: :mod:`sleepd.watchers.folder`."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import logging
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pathspec import GitIgnoreSpec
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from sleepd import defaults
 from sleepd.ledger import Ledger
-from sleepd.schema import ItemRow, ItemState, MetaRow
+from sleepd.schema import ItemRow, ItemState
 from sleepd.settings import FileSource, Settings
+from sleepd.watchers.folder import Filters, binary_reason, content_hash, describe_error, is_dir, note_skipped, under
 
-__all__ = ["BINARY_EXTENSIONS", "FileWatcher", "ScanReport", "binary_reason", "content_hash", "skipped_files"]
+__all__ = ["FileWatcher", "ScanReport"]
 
 log = logging.getLogger("sleepd.watchers")
 
@@ -35,63 +33,6 @@ log = logging.getLogger("sleepd.watchers")
 _EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 #: a file written without pause (a log) is still observed this often, in debounce windows
 _MAX_DELAY_WINDOWS = 10
-#: file types that never hold text, by extension: skipped (not failures), and not even opened
-BINARY_EXTENSIONS = {
-    "image": (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".webp", ".tif", ".tiff", ".psd", ".heic"),
-    "audio or video": (".mp3", ".wav", ".ogg", ".flac", ".m4a", ".mp4", ".mov", ".avi", ".mkv", ".webm"),
-    "archive": (".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".jar", ".whl", ".zst"),
-    "font": (".ttf", ".otf", ".woff", ".woff2", ".eot"),
-    "compiled or executable": (".exe", ".dll", ".so", ".dylib", ".o", ".a", ".class", ".pyc", ".pyo", ".wasm"),
-    "database": (".db", ".sqlite", ".sqlite3", ".parquet", ".pkl", ".npy", ".npz", ".onnx", ".pt"),
-}
-_BINARY_KIND = {ext: kind for kind, exts in BINARY_EXTENSIONS.items() for ext in exts}
-#: read for their text layer by the worker (``workers.extract.DOCUMENT_SUFFIXES``), NUL bytes or not
-_DOCUMENTS = (".pdf", ".docx")
-#: bytes looked at for NUL to call a file binary (what git and grep do; as ``workers.items``)
-_SNIFF = 8192
-#: meta key (+ the source's name) of the source's skipped files: JSON ``{key: reason}``
-SKIPPED_META = "skipped/"
-
-
-def binary_reason(path: Path, size: int, max_bytes: int) -> str | None:
-    """Why ``path`` is a binary file and not memory (its extension, or NUL bytes in its first
-    8 KiB); None for a text file, a document read for its text, or a file over ``max_bytes`` of
-    no binary type (it stays a "too large" failure: someone may want to raise the limit).
-    Raises OSError if unreadable."""
-    suffix = path.suffix.lower()
-    if suffix in _DOCUMENTS:
-        return None
-    if suffix in _BINARY_KIND:
-        return f"binary file ({_BINARY_KIND[suffix]})"
-    if size > max_bytes:
-        return None
-    with open(path, "rb") as fh:
-        return "binary file (NUL bytes)" if b"\0" in fh.read(_SNIFF) else None
-
-
-def skipped_files(ledger: Ledger, source: str) -> dict[str, str]:
-    """The files of ``source`` its watcher skips, with the reason, as of its last look at each."""
-    with ledger.read() as s:
-        row = s.get(MetaRow, SKIPPED_META + source)
-    return dict(json.loads(row.value)) if row is not None else {}
-
-
-def _note_skipped(ledger: Ledger, source: str, seen: dict[str, str | None], prefix: str | None) -> None:
-    """Record skipped (reason) and no longer skipped (None) keys; with ``prefix``, every key under
-    it not in ``seen`` is no longer skipped (a scan of that folder did not find it binary)."""
-    before = skipped_files(ledger, source)  # one watcher per source writes it: read, then write if new
-    after = {k: v for k, v in before.items() if prefix is None or not _under(k, prefix)}
-    after.update({k: v for k, v in seen.items() if v is not None})
-    for key in (k for k, v in seen.items() if v is None):
-        after.pop(key, None)
-    if after == before:
-        return
-    with ledger.write() as s:
-        row = s.get(MetaRow, SKIPPED_META + source)
-        if row is None:
-            s.add(MetaRow(key=SKIPPED_META + source, value=json.dumps(after, sort_keys=True)))
-        else:
-            row.value = json.dumps(after, sort_keys=True)
 
 
 @dataclass
@@ -115,59 +56,6 @@ class ScanReport:
                 log.exception("source %s: on_change failed", source)
 
 
-def content_hash(path: Path, size: int, max_bytes: int, mtime_ns: int = 0) -> str:
-    """sha256 hex of the file's bytes, streamed. A file over ``max_bytes`` is not opened: its hash
-    is ``oversize:<size>:<mtime_ns>`` (a rewrite is still a change); the worker records "too large"."""
-    if size > max_bytes:
-        return f"oversize:{size}:{mtime_ns}"
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _describe(exc: OSError, path: Path) -> str:
-    """Say what is wrong with the file for ``sleepd status``, not just the errno."""
-    if exc.errno == errno.ELOOP:
-        return "symlink loop: the link never resolves to a file"
-    if isinstance(exc, FileNotFoundError) and os.path.islink(path):
-        with contextlib.suppress(OSError):  # the link itself may vanish meanwhile
-            return f"broken symlink: target {os.readlink(path)} does not exist"
-        return "broken symlink"
-    if isinstance(exc, PermissionError):
-        return "permission denied: the file cannot be read"
-    return f"cannot read: {exc.strerror or exc}"
-
-
-def _is_dir(entry: os.DirEntry[str]) -> bool:
-    try:
-        return entry.is_dir(follow_symlinks=False)  # a symlinked folder is never descended
-    except OSError:  # vanished since listed; a walk error must not read as a root error
-        return False
-
-
-def _under(key: str, prefix: str) -> bool:
-    return not prefix or key == prefix or key.startswith(prefix + "/")
-
-
-class _Filters:
-    """include / exclude globs, ``defaults.EXCLUDE`` and the root's .gitignore (gitignore syntax)."""
-
-    def __init__(self, source: FileSource, gitignore: Iterable[str]) -> None:
-        self.include = GitIgnoreSpec.from_lines(source.include)
-        self.exclude = GitIgnoreSpec.from_lines([*defaults.EXCLUDE, *source.exclude, *gitignore])
-
-    def skip_dir(self, rel: str) -> bool:
-        return self.exclude.match_file(rel + "/")  # the slash lets "build/" match a folder
-
-    def hides(self, rel: str, is_dir: bool) -> bool:
-        """Whether a path not reached by a (pruned) walk is outside the source."""
-        parts = rel.split("/")
-        if any(self.skip_dir("/".join(parts[:i])) for i in range(1, len(parts))):
-            return True
-        if is_dir:
-            return self.skip_dir(rel)
-        # include applies to files only: "*.md" must not prune the folders holding them
-        return not self.include.match_file(rel) or self.exclude.match_file(rel)
-
 
 class FileWatcher(FileSystemEventHandler):
     """Keeps the ledger's items of one files source in step with its folder. ``scan()`` may run
@@ -186,7 +74,7 @@ class FileWatcher(FileSystemEventHandler):
         self._thread: threading.Thread | None = None
         self._observer: BaseObserver | None = None
         self._observer_lock = threading.Lock()
-        self._filters_cache: _Filters | None = None
+        self._filters_cache: Filters | None = None
 
     def scan(self) -> ScanReport:
         """Walk the whole folder: observe new and changed files, delete keys no longer found."""
@@ -220,19 +108,19 @@ class FileWatcher(FileSystemEventHandler):
             log.warning("source %s: %s: %s", self.source.name, reason, self.root)
         return is_dir
 
-    def _filters(self) -> _Filters:
+    def _filters(self) -> Filters:
         """Built once per full scan (a .gitignore event queues one), not once per path."""
         if self._filters_cache is None:
             try:
                 lines = (self.root / ".gitignore").read_text(encoding="utf-8", errors="replace")
             except OSError:  # none (or unreadable): nothing more is ignored
                 lines = ""
-            self._filters_cache = _Filters(self.source, lines.splitlines())
+            self._filters_cache = Filters(self.source, lines.splitlines())
         return self._filters_cache
 
     def _sync(self, prefix: str, report: ScanReport) -> None:
         """Bring every key under ``prefix`` ("" = all) in step with the folder."""
-        known = {k: v for k, v in self.ledger.known_items(self.source.name).items() if _under(k, prefix)}
+        known = {k: v for k, v in self.ledger.known_items(self.source.name).items() if under(k, prefix)}
         found: set[str] = set()
         unlisted: list[str] = []
         skipped: dict[str, str | None] = {}
@@ -241,12 +129,12 @@ class FileWatcher(FileSystemEventHandler):
                 found.add(rel)
         if not self._root_ok():
             return  # the root vanished mid-walk: what we did not find is not deleted
-        _note_skipped(self.ledger, self.source.name, skipped, prefix)
+        note_skipped(self.ledger, self.source.name, skipped, prefix)
         for key in sorted(known.keys() - found):
             # keys under a folder we could not list are unknown, not gone; and a deletion
             # already recorded (pending, no hash) would otherwise be recorded by every rescan
             recorded = known[key].state == ItemState.PENDING.value and known[key].observed_hash is None
-            if not recorded and not any(_under(key, d) for d in unlisted) \
+            if not recorded and not any(under(key, d) for d in unlisted) \
                     and self.ledger.observe_deleted(self.source.name, key):
                 report.deleted += 1
 
@@ -272,7 +160,7 @@ class FileWatcher(FileSystemEventHandler):
                 if rel.encode("utf-8", "replace") != rel.encode("utf-8", "surrogateescape"):
                     report.skipped += 1  # a name that is not UTF-8 cannot be a ledger key
                     log.warning("source %s: skipping non-UTF-8 name %r", self.source.name, rel)
-                elif _is_dir(entry):
+                elif is_dir(entry):
                     if not filters.skip_dir(rel):
                         stack.append(rel)
                 elif filters.hides(rel, False):
@@ -304,7 +192,7 @@ class FileWatcher(FileSystemEventHandler):
             if isinstance(exc, FileNotFoundError) and not os.path.islink(path):
                 return False  # deleted since it was listed
             report.errors += 1
-            self.ledger.note_item_error(self.source.name, rel, message := _describe(exc, path))
+            self.ledger.note_item_error(self.source.name, rel, message := describe_error(exc, path))
             log.info("source %s: %s: %s", self.source.name, rel, message)
             return True  # it exists, only unreadable: keep the key
         if self.ledger.observe(self.source.name, rel, digest, st.st_size, st.st_mtime_ns):
@@ -372,7 +260,7 @@ class FileWatcher(FileSystemEventHandler):
             return
         skipped: dict[str, str | None] = {rel: None}  # gone or excluded: not a skipped file either
         tracked = exists and not self._filters().hides(rel, False) and self._visit(rel, None, report, skipped)
-        _note_skipped(self.ledger, self.source.name, skipped, None)
+        note_skipped(self.ledger, self.source.name, skipped, None)
         if not tracked and self.ledger.observe_deleted(self.source.name, rel):
             report.deleted += 1
 

@@ -1,0 +1,170 @@
+"""The embedded backend: a Qdrant Edge shard (``qdrant-edge-py``) kept in a folder of the home.
+
+It writes a WAL, so an update is durable once ``upsert``/``delete`` returns; ``close`` flushes the
+segments and releases the folder lock. A shard made before the sparse vector existed is recreated
+empty at open (``upgraded``), for the indexer to rebuild from the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import qdrant_edge as edge
+
+from sleepd import defaults
+from sleepd.index.base import BATCH, EXACT, SCROLL_PAGE, Hit, Point, as_floats, batches, filter_terms, in_use
+from sleepd.sparse import SparseVector
+
+__all__ = ["EdgeIndex"]
+
+log = logging.getLogger("sleepd.index")
+
+#: what each engine says when another handle holds the folder lock
+_EDGE_LOCKED = ("WouldBlock", "Can't init WAL")
+
+
+class EdgeIndex:
+    """An embedded Qdrant Edge shard stored in ``path``."""
+
+    _FIELDS = {
+        "access": edge.PayloadSchemaType.Keyword,
+        "source": edge.PayloadSchemaType.Keyword,
+        "item_id": edge.PayloadSchemaType.Integer,
+    }
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+        self.upgraded = False
+        self._shard = self._open()
+        self._closed = False
+
+    def _config(self, sparse: bool = True) -> edge.EdgeConfig:
+        dense = edge.EdgeVectorParams(size=self.dim, distance=edge.Distance.Cosine)
+        if not sparse:
+            return edge.EdgeConfig(vectors=dense)
+        params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)
+        return edge.EdgeConfig(vectors=dense, sparse_vectors={defaults.SPARSE_VECTOR: params})
+
+    def _load(self, config: edge.EdgeConfig) -> edge.EdgeShard:
+        try:
+            # load() with a config also initialises an empty folder and checks the dimension
+            return edge.EdgeShard.load(str(self.path), config)
+        except Exception as exc:
+            if any(marker in str(exc) for marker in _EDGE_LOCKED):
+                raise RuntimeError(in_use(self.path)) from exc
+            raise
+
+    def _open(self) -> edge.EdgeShard:
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            shard = self._load(self._config())
+        except RuntimeError:
+            raise
+        except Exception:
+            # made before the sparse vector? Then it loads as it was made, and is recreated
+            # (points cannot gain a vector storage in place); anything else is not ours to wipe
+            self._load(self._config(sparse=False)).close()
+            log.warning("index at %s has no sparse vectors: recreating it, to rebuild from the ledger", self.path)
+            shutil.rmtree(self.path)
+            self.path.mkdir(parents=True)
+            shard = self._load(self._config())
+            self.upgraded = True
+        schema = shard.info().payload_schema
+        for name, kind in self._FIELDS.items():
+            if name not in schema:
+                shard.update(edge.UpdateOperation.create_field_index(name, kind))
+        return shard
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        for start in range(0, len(points), BATCH):
+            batch = [edge.Point(p.id, self._vectors(p), dict(p.payload)) for p in points[start : start + BATCH]]
+            self._shard.update(edge.UpdateOperation.upsert_points(batch))
+
+    def _vectors(self, point: Point) -> edge.Vector:
+        dense = as_floats(point.vector, self.dim)
+        if point.sparse is None:
+            return dense
+        return {"": dense, defaults.SPARSE_VECTOR: edge.SparseVector(list(point.sparse.indices),
+                                                                     list(point.sparse.values))}
+
+    def delete(self, ids: Sequence[str]) -> int:
+        removed = 0
+        for batch in batches(ids):
+            present = self._shard.retrieve(list(batch), with_payload=False, with_vector=False)
+            if present:
+                self._shard.update(edge.UpdateOperation.delete_points([r.id for r in present]))
+                removed += len(present)
+        return removed
+
+    def search(
+        self,
+        vector: Sequence[float],
+        limit: int,
+        access: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
+    ) -> list[Hit]:
+        return self._query(edge.Query.Nearest(as_floats(vector, self.dim)), limit, access, sources, items)
+
+    def search_sparse(
+        self,
+        vector: SparseVector,
+        limit: int,
+        access: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
+        items: Sequence[int] | None = None,
+    ) -> list[Hit]:
+        if not vector.indices:
+            return []
+        query = edge.Query.Nearest(edge.SparseVector(list(vector.indices), list(vector.values)),
+                                   using=defaults.SPARSE_VECTOR)
+        return self._query(query, limit, access, sources, items)
+
+    def _query(self, query: edge.Query, limit: int, access: Sequence[str] | None,
+               sources: Sequence[str] | None, items: Sequence[int] | None) -> list[Hit]:
+        terms = filter_terms(access, sources, items)
+        if terms is None or limit <= 0:
+            return []
+        conditions: list[edge.ConditionType] = [
+            edge.FieldCondition(name, match=edge.MatchAny(values)) for name, values in terms
+        ]
+        request = edge.QueryRequest(
+            limit=limit,
+            query=query,
+            filter=edge.Filter(must=conditions) if conditions else None,
+            with_payload=False,
+            with_vector=False,
+            params=edge.SearchParams(exact=EXACT),
+        )
+        return [Hit(str(p.id), float(p.score)) for p in self._shard.query(request)]
+
+    def count(self) -> int:
+        return self._shard.count(edge.CountRequest(exact=True))
+
+    def ids(self) -> set[str]:
+        found: set[str] = set()
+        offset: edge.PointId | None = None
+        while True:
+            request = edge.ScrollRequest(
+                offset=offset, limit=SCROLL_PAGE, with_payload=False, with_vector=False
+            )
+            records, offset = self._shard.scroll(request)
+            found.update(str(r.id) for r in records)
+            if offset is None:
+                return found
+
+    def clear(self) -> None:
+        # dropping the folder reclaims the disk at once; deleted points would linger in segments
+        self._shard.close()
+        shutil.rmtree(self.path)
+        self._shard = self._open()
+
+    def close(self) -> None:
+        if not self._closed:  # flush() on a closed shard raises; close() twice should not
+            self._closed = True
+            self._shard.flush()
+            self._shard.close()
