@@ -6,13 +6,16 @@ refusal"), plus a pattern for the clause's own heading. A clause gets every cate
 reaches 1.0: one strong phrase, a heading and a weak phrase, or several weak phrases. Nothing here
 knows any particular contract.
 
-Category names are the CUAD v1 column names (The Atticus Project, arXiv 2103.06268).
+The categories, their names and order are :data:`sleepd.cuad.CLAUSE_CATEGORIES`: there is one rule
+here for each of them, and no other.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from sleepd.cuad import CLAUSE_CATEGORIES
 
 __all__ = ["CATEGORIES", "EARLY_CHARS", "Category", "classify"]
 
@@ -63,7 +66,7 @@ _CARVE_OUT = (r"\b(?:notwithstanding|except\s+(?:for|as|that)|provided,?\s+(?:ho
 _RESTRICTION = (r"\b(?:exclusiv\w*|non[\s-]*compet\w*|compet(?:e|es|ing|itive|itors?|ition)|"
                 r"solicit(?:s|ing|ation)?)\b")
 
-CATEGORIES: tuple[Category, ...] = (
+_RULES: tuple[Category, ...] = (
     _cat("Parties", ['between', 'made', 'entered', 'executed', '"', '“', 'witness'], [
         (r"\b(?:by\s+and\s+)?between\b.{0,400}\band\b", 0.6),
         (r"\b(?:is|are)\s+(?:made|entered\s+into|executed)\b", 0.4),
@@ -352,6 +355,12 @@ CATEGORIES: tuple[Category, ...] = (
     ], heading=r"^(?:no\s+)?third[\s-]*part"),
 )
 
+_BY_NAME = {rule.name: rule for rule in _RULES}
+if _BY_NAME.keys() != CLAUSE_CATEGORIES.keys() or len(_BY_NAME) != len(_RULES):
+    raise RuntimeError("clause rules must match sleepd.cuad.CLAUSE_CATEGORIES one to one: "
+                       f"{sorted(_BY_NAME.keys() ^ CLAUSE_CATEGORIES.keys())}")
+#: one rule per CUAD category, in the taxonomy's order
+CATEGORIES: tuple[Category, ...] = tuple(_BY_NAME[name] for name in CLAUSE_CATEGORIES)
 
 def _heading_matches(category: Category, heading: str) -> bool:
     return category.heading is not None and bool(category.heading.search(heading.strip(" .:-\t")))
