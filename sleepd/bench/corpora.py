@@ -24,6 +24,7 @@ from sleepd.settings import Source
 
 __all__ = [
     "CONTRACT_RULE",
+    "ArticleGold",
     "ClauseGold",
     "ContractGold",
     "Corpus",
@@ -120,7 +121,17 @@ class ContractGold:
         return any(s.path == self.path or self.path in s.text for s in snippets)
 
 
-Gold = ClauseGold | SpanGold | RowGold | ContractGold
+@dataclass(frozen=True)
+class ArticleGold:
+    """A knowledge-base article an answer needs: recalled when a packed piece cites its file."""
+
+    path: str
+
+    def found(self, snippets: Sequence[Snippet]) -> bool:
+        return any(s.path == self.path for s in snippets)
+
+
+Gold = ClauseGold | SpanGold | RowGold | ContractGold | ArticleGold
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ __all__ = ["BUDGETS", "CORPORA", "EVALUATIONS", "BenchConfig", "run_bench"]
 
 #: the token budgets every system is measured at
 BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
-CORPORA = ("contracts", "code", "accounts", "airline")
+CORPORA = ("contracts", "code", "accounts", "airline", "kb")
 #: the CUAD clause evaluation, by its --corpus name
 CLAUSES = "cuad-clauses"
 #: evaluations of one enricher, not of retrieval: scored on their own, no baseline, no latency
@@ -64,7 +64,7 @@ class BenchConfig:
     contracts: int | None = None
     per_contract: int | None = None
     repos: tuple[str, ...] | None = None
-    #: SWE-bench issues per repository, or retail tasks (None: 10 quick, else all)
+    #: SWE-bench issues per repository, tau2 tasks or kb questions (None: 10 quick, 40 for kb, else all)
     max_issues: int | None = None
     #: retail accounts loaded beside the tasks' customers (None: 40 quick, else all)
     extra_accounts: int | None = None
@@ -95,6 +95,11 @@ def _load(name: str, config: BenchConfig, work: Path) -> Corpus:
         tasks = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
         extra = config.extra_accounts if config.extra_accounts is not None else (40 if config.quick else None)
         return load_accounts(config.data, work, tasks, extra, domain="retail" if name == "accounts" else name)
+    if name == "kb":
+        from sleepd.bench.kb import load_kb
+
+        limit = config.max_issues if config.max_issues is not None else (40 if config.quick else None)
+        return load_kb(work, limit, half="test")
     raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA + EVALUATIONS)}.")
 
 

@@ -17,8 +17,9 @@ __all__ = ["bench"]
             envvar="SLEEPD_BENCH_DATA", help="The evaluation data folder (cuad/, swebench-lite.jsonl, tau2/).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Where report.json, report.md and recall.png go (and the bench's work folders).")
-@click.option("--corpus", "corpora", default="contracts,code,accounts,airline", show_default=True,
-              help="Comma-separated: contracts, code, accounts (tau2 retail), airline (tau2 airline); or "
+@click.option("--corpus", "corpora", default="contracts,code,accounts,airline,kb", show_default=True,
+              help="Comma-separated: contracts, code, accounts (tau2 retail), airline (tau2 airline), kb "
+                   "(WorkArena's knowledge base, test half); or "
                    "cuad-clauses: the contracts enricher's clause precision and recall against CUAD's gold.")
 @click.option("--quick", is_flag=True, help="A small slice of each corpus: a smoke test for CI.")
 @env_option("--cache", "cache_dir", type=click.Path(file_okay=False), envvar="SLEEPD_BENCH_CACHE",
@@ -26,7 +27,8 @@ __all__ = ["bench"]
 @click.option("--contracts", type=int, help="Number of contracts (a seeded sample; default 20 quick, else all).")
 @click.option("--per-contract", type=int, help="Questions per contract (default 3 quick, else 5).")
 @click.option("--repos", help="Comma-separated SWE-bench repositories, e.g. psf/requests,pytest-dev/pytest.")
-@click.option("--max-issues", type=int, help="Issues per repository, or tau2 tasks (default 10 quick, else all).")
+@click.option("--max-issues", type=int,
+              help="Issues per repository, tau2 tasks or kb questions (default 10 quick, 40 kb, else all).")
 def bench(data_dir: str, out_dir: str, corpora: str, quick: bool, cache_dir: str | None, contracts: int | None,
           per_contract: int | None, repos: str | None, max_issues: int | None) -> None:
     """Measure recall per live token, latency and throughput against plain RAG (or score the clause
