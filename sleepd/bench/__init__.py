@@ -6,8 +6,7 @@ Modules: :mod:`~sleepd.bench.corpora` (contracts, questions, scoring), :mod:`~sl
 (the queue drained in process, also for the tests), :mod:`~sleepd.bench.datasets` (tau2 loaders),
 :mod:`~sleepd.bench.cuad_clauses` (the clause classifier against CUAD), :mod:`~sleepd.bench.latency`,
 :mod:`~sleepd.bench.run` (the orchestration) and :mod:`~sleepd.bench.report` (JSON, Markdown, PNG).
-Evaluation lives here, out
-of the product: the daemon never imports it.
+Evaluation lives here, out of the product: the daemon never imports it.
 """
 
 from __future__ import annotations
