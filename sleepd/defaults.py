@@ -129,6 +129,10 @@ QUERY_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 QUERY_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
 #: query-log rows (query text, who asked) older than this many days are deleted; 0 keeps them
 QUERY_LOG_DAYS = 30.0
+#: old versions whose records are kept per item (for show --version and diff); older ones are pruned
+KEEP_VERSIONS = 5
+#: version retention runs at most this often, and only when the machine is idle
+RETENTION_SECONDS = 3600.0
 #: records whose words are kept between queries (keyword scoring was half of a query's time)
 TERMS_CACHE = 20_000
 #: the index's sparse (keyword) vector: its name beside the unnamed dense vector

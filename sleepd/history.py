@@ -2,10 +2,14 @@
 records are. Read straight from the ledger (no index, no model), so it answers with or
 without a running daemon.
 
-The ledger keeps every version's row (time, content hash, pipeline version, record count) but
-only the records of the version now published: a new version replaces them in one transaction.
-So the records of an older version, and a diff against one, are reported as no longer kept,
-never guessed."""
+The ledger keeps every version's row (time, content hash, pipeline version, record count), the
+records of the version now published (``records``) and those of the newest ``keep_versions`` old
+versions (``record_archive``, filled by each publish and by a deletion). The records of a version
+that retention pruned, or that an older sleepd replaced before it archived, are reported as no
+longer kept, never guessed.
+
+Who may read: the item as a whole, by its current records' access list (or its source's when it
+has none, e.g. once deleted), so an old version is shown to whoever may read the item now."""
 
 from __future__ import annotations
 
@@ -19,14 +23,17 @@ from sqlmodel import Session, col, select
 from sleepd.auth import Principal
 from sleepd.errors import BadRequest, NotFound
 from sleepd.ledger import Ledger
-from sleepd.schema import ItemRow, RecordRow, VersionRow
+from sleepd.schema import ItemRow, RecordArchiveRow, RecordRow, VersionRow
 from sleepd.settings import Source
 from sleepd.sql.config import SqlSource
 
 __all__ = ["diff_versions", "item_history", "item_version"]
 
-NOT_KEPT = ("the records of version {v} are no longer kept: the ledger keeps only the records of the "
-            "version now published (every version's time, content hash, pipeline and record count stay)")
+NOT_KEPT = ("the records of version {v} are no longer kept: retention keeps those of the newest keep_versions "
+            "old versions (every version's time, content hash, pipeline and record count stay)")
+
+#: a record of any version: current (``records``) or archived
+Record = RecordRow | RecordArchiveRow
 
 
 def item_history(ledger: Ledger, principal: Principal, item: str, source: str | None = None) -> dict[str, Any]:
@@ -37,10 +44,11 @@ def item_history(ledger: Ledger, principal: Principal, item: str, source: str | 
         versions = s.exec(select(VersionRow).where(VersionRow.item_id == row.id)
                           .order_by(col(VersionRow.version).desc())).all()
         kinds: dict[int, Counter[str]] = {}
-        for version, kind, n in s.exec(select(RecordRow.version, RecordRow.kind, func.count())
-                                       .where(RecordRow.item_id == row.id)
-                                       .group_by(col(RecordRow.version), col(RecordRow.kind))).all():
-            kinds.setdefault(version, Counter())[kind] = n
+        for table in (RecordRow, RecordArchiveRow):
+            for version, kind, n in s.exec(select(table.version, table.kind, func.count())
+                                           .where(table.item_id == row.id)
+                                           .group_by(col(table.version), col(table.kind))).all():
+                kinds.setdefault(version, Counter())[kind] += n
     return {**_item_dict(row), "versions": [{
         **_version_dict(v, row),
         "kinds": dict(sorted(kinds[v.version].items())) if v.version in kinds else None,
@@ -65,8 +73,10 @@ def item_version(ledger: Ledger, principal: Principal, item: str, version: int |
 def diff_versions(ledger: Ledger, principal: Principal, item: str, a: int, b: int,
                   source: str | None = None) -> dict[str, Any]:
     """What changed from version ``a`` to ``b``: the versions' content hash, pipeline and record
-    count, and (when both versions' records are kept) records added, removed and changed,
-    matched by kind and title (the n-th record of one kind and title with the n-th of the other)."""
+    count, and (when both versions' records are kept) records added, removed and changed. Records
+    are matched by kind, title and evidence paths (the n-th of one such key with the n-th of the
+    other); a matched pair changed when its text, evidence lines or access list differ
+    (``fields`` says which)."""
     with ledger.read() as s:
         row = _readable_item(s, ledger, principal, item, source)
         old, new = _version_row(s, row, a), _version_row(s, row, b)
@@ -87,8 +97,8 @@ def diff_versions(ledger: Ledger, principal: Principal, item: str, a: int, b: in
         records_kept=True, note=None,
         added=[_brief(after[k]) for k in after if k not in before],
         removed=[_brief(before[k]) for k in before if k not in after],
-        changed=[{**_brief(after[k]), "text_before": before[k].text, "text_after": after[k].text}
-                 for k in after if k in before and _content(before[k]) != _content(after[k])],
+        changed=[{**_brief(after[k]), "fields": fields, "text_before": before[k].text, "text_after": after[k].text}
+                 for k in after if k in before and (fields := _changed_fields(before[k], after[k]))],
     )
     return report
 
@@ -158,9 +168,20 @@ def _version_row(s: Session, item: ItemRow, version: int) -> VersionRow:
     return row
 
 
-def _records(s: Session, item: ItemRow, version: int) -> list[RecordRow]:
-    return list(s.exec(select(RecordRow).where(RecordRow.item_id == item.id, RecordRow.version == version)
-                       .order_by(col(RecordRow.created_at), col(RecordRow.id))).all())
+def _records(s: Session, item: ItemRow, version: int) -> list[Record]:
+    """The version's records, current or archived (a version's records are in one table or the
+    other), in evidence order: the n-th part of a section is matched with the n-th by a diff."""
+    rows: list[Record] = list(s.exec(select(RecordRow).where(RecordRow.item_id == item.id,
+                                                             RecordRow.version == version)).all())
+    if not rows:
+        rows = list(s.exec(select(RecordArchiveRow).where(RecordArchiveRow.item_id == item.id,
+                                                          RecordArchiveRow.version == version)).all())
+    return sorted(rows, key=_evidence_order)
+
+
+def _evidence_order(r: Record) -> tuple[str, int, str, str, str]:
+    first = (json.loads(r.evidence) or [{}])[0]
+    return str(first.get("path", "")), int(first.get("start_line") or 0), r.kind, r.title, r.id
 
 
 def _item_dict(item: ItemRow) -> dict[str, Any]:
@@ -174,22 +195,28 @@ def _version_dict(v: VersionRow, item: ItemRow) -> dict[str, Any]:
             "current": v.version == item.version and v.status == "published"}
 
 
-def _record_dict(r: RecordRow) -> dict[str, Any]:
+def _record_dict(r: Record) -> dict[str, Any]:
     return {"id": r.id, "kind": r.kind, "title": r.title, "text": r.text, "evidence": json.loads(r.evidence)}
 
 
-def _brief(r: RecordRow) -> dict[str, Any]:
-    return {"id": r.id, "kind": r.kind, "title": r.title}
+def _brief(r: Record) -> dict[str, Any]:
+    return {"id": r.id, "kind": r.kind, "title": r.title, "paths": list(_paths(r))}
 
 
-def _content(r: RecordRow) -> tuple[str, str]:
-    return r.text, r.evidence
+def _paths(r: Record) -> tuple[str, ...]:
+    """The files (or rows) a record's evidence cites, in order, each once."""
+    return tuple(dict.fromkeys(str(e.get("path", "")) for e in json.loads(r.evidence)))
 
 
-def _keyed(records: list[RecordRow]) -> dict[tuple[str, str, int], RecordRow]:
-    seen: Counter[tuple[str, str]] = Counter()
+def _changed_fields(old: Record, new: Record) -> list[str]:
+    return [name for name in ("text", "evidence", "access") if getattr(old, name) != getattr(new, name)]
+
+
+def _keyed(records: list[Record]) -> dict[tuple[str, str, tuple[str, ...], int], Record]:
+    seen: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
     keyed = {}
     for r in records:
-        seen[(r.kind, r.title)] += 1
-        keyed[(r.kind, r.title, seen[(r.kind, r.title)])] = r
+        key = (r.kind, r.title, _paths(r))
+        seen[key] += 1
+        keyed[(*key, seen[key])] = r
     return keyed

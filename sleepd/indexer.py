@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -48,11 +48,14 @@ def point_for(row: RecordRow) -> Point:
 
 class Indexer:
     def __init__(self, ledger: Ledger, index: VectorIndex,
-                 query_log_days: float = defaults.QUERY_LOG_DAYS) -> None:
+                 query_log_days: float = defaults.QUERY_LOG_DAYS,
+                 maintenance: Callable[[], object] | None = None) -> None:
         self.ledger = ledger
         self.index = index
         #: the query log's retention, enforced from :meth:`run` (0: kept for ever)
         self.query_log_days = query_log_days
+        #: more housekeeping run from :meth:`run` (the versions' retention; it paces itself)
+        self.maintenance = maintenance
         self._lock = threading.Lock()
         #: syncs done by this indexer
         self.syncs = 0
@@ -121,6 +124,8 @@ class Indexer:
             try:
                 self.sync()
                 self.prune_query_log()
+                if self.maintenance is not None:
+                    self.maintenance()
                 self.last_error = None
             except Exception as exc:  # the ledger may be down for a while: keep going
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 from enum import Enum
 
-from sqlalchemy import BigInteger, Column, Engine, LargeBinary, Text, UniqueConstraint, inspect, text
+from sqlalchemy import BigInteger, Column, Engine, Index, LargeBinary, Text, UniqueConstraint, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field, SQLModel
 
 __all__ = [
     "AGGREGATE_PREFIX",
+    "ARCHIVED_COLUMNS",
     "OPEN_CHANGES",
     "AuditRow",
     "ChangeRow",
@@ -25,6 +26,7 @@ __all__ = [
     "MetaRow",
     "QueryLogItemRow",
     "QueryLogRow",
+    "RecordArchiveRow",
     "RecordRow",
     "SourceRow",
     "TokenRow",
@@ -146,6 +148,35 @@ class RecordRow(SQLModel, table=True):
     content_hash: str
     pipeline_version: str
     created_at: float
+
+
+class RecordArchiveRow(SQLModel, table=True):
+    """A record of a version no longer published (superseded, or its item deleted), kept for
+    ``sleepd show --version`` and ``diff`` until retention (``keep_versions``) or a purge removes
+    it. A table of its own, so ``records`` holds only current records and nothing that reads it
+    (the query, the indexer, the aggregates, the metrics) has to filter. Without the embedding:
+    old records are never in the vector index, and the vector is most of a row."""
+
+    __tablename__ = "record_archive"
+    __table_args__ = (Index("ix_record_archive_item_version", "item_id", "version"),)
+    id: str = Field(primary_key=True)
+    item_id: int
+    version: int
+    source: str
+    path: str
+    kind: str
+    title: str = ""
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    evidence: str = Field(sa_column=Column(Text, nullable=False))
+    access: str = Field(sa_column=Column(Text, nullable=False))
+    content_hash: str
+    pipeline_version: str
+    created_at: float
+
+
+#: the columns a record keeps when it is archived (all but the embedding)
+ARCHIVED_COLUMNS = ("id", "item_id", "version", "source", "path", "kind", "title", "text", "evidence", "access",
+                    "content_hash", "pipeline_version", "created_at")
 
 
 class IndexEventRow(SQLModel, table=True):

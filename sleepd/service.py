@@ -16,6 +16,7 @@ from sleepd.index import VectorIndex, open_index
 from sleepd.indexer import Indexer
 from sleepd.ledger import Ledger
 from sleepd.query import QueryEngine, QueryResult
+from sleepd.retention import Retention
 from sleepd.settings import FileSource, Settings
 from sleepd.status import status_report
 from sleepd.tokens import get_tokenizer
@@ -32,7 +33,8 @@ class Service:
         self.settings = settings
         self.ledger = ledger
         self.index = index
-        self.indexer = Indexer(ledger, index, settings.query_log_days)
+        self.retention = Retention(ledger, settings)
+        self.indexer = Indexer(ledger, index, settings.query_log_days, maintenance=self.retention.run_if_due)
         self._embedder = embedder
         self._engine: QueryEngine | None = None
         self._roots_read = -ROOTS_SECONDS

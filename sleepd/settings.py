@@ -103,6 +103,10 @@ class Settings:
     llm_price_per_1k_output: float = defaults.LLM_PRICE_PER_1K
     #: query-log rows older than this many days are deleted (0 keeps them); the indexer prunes
     query_log_days: float = defaults.QUERY_LOG_DAYS
+    #: old versions whose records are kept per item (0: only the current version's)
+    keep_versions: int = defaults.KEEP_VERSIONS
+    #: per-source overrides of keep_versions: (source name, count) pairs from the TOML
+    source_keep_versions: tuple[tuple[str, int], ...] = ()
 
     @property
     def llm_enabled(self) -> bool:
@@ -112,6 +116,10 @@ class Settings:
     def max_staleness(self, source: str) -> float:
         """How long a change of ``source`` may wait for idle time before it is enriched anyway."""
         return dict(self.source_staleness).get(source, self.max_staleness_seconds)
+
+    def keep_versions_for(self, source: str) -> int:
+        """How many old versions of an item of ``source`` keep their records."""
+        return dict(self.source_keep_versions).get(source, self.keep_versions)
 
     @property
     def base_url(self) -> str:
@@ -141,7 +149,7 @@ _SCALARS: dict[str, type] = {
     "tokenizer": str, "embedded_worker": bool, "worker_command": str, "embed_backend": str,
     "llm_base_url": str, "llm_model": str, "llm_api_key": str, "llm_daily_tokens": int,
     "llm_source_daily_tokens": int, "llm_timeout_seconds": float, "llm_price_per_1k_input": float,
-    "llm_price_per_1k_output": float, "query_log_days": float,
+    "llm_price_per_1k_output": float, "query_log_days": float, "keep_versions": int,
 }
 
 
@@ -191,24 +199,34 @@ def source_from_path(path: str | Path, name: str | None = None, profile: str = "
     return check_source(FileSource(name=slug, path=resolved, profile=profile, access=access))
 
 
-def _sources(raw_sources: list[Any], base: Path) -> tuple[tuple[Source, ...], tuple[tuple[str, float], ...]]:
-    """The [[sources]] tables, and the per-source max_staleness_seconds taken out of them (the
-    scheduler's business, not part of the source's identity stored in the ledger)."""
+#: settings a [[sources]] table may override for itself: their type and what a value must be
+_PER_SOURCE: dict[str, tuple[type, str]] = {"max_staleness_seconds": (float, "positive"),
+                                           "keep_versions": (int, "0 or more")}
+
+
+def _sources(raw_sources: list[Any], base: Path) -> tuple[tuple[Source, ...], dict[str, tuple[tuple[str, Any], ...]]]:
+    """The [[sources]] tables, and the per-source overrides taken out of them (max_staleness_seconds,
+    keep_versions: the scheduler's and the retention's business, not part of the source's identity
+    stored in the ledger)."""
     sources: list[Source] = []
-    staleness: list[tuple[str, float]] = []
+    overrides: dict[str, list[tuple[str, Any]]] = {key: [] for key in _PER_SOURCE}
     for index, raw in enumerate(raw_sources):
-        seconds: float | None = None
-        if isinstance(raw, dict) and "max_staleness_seconds" in raw:
+        taken: dict[str, Any] = {}
+        if isinstance(raw, dict) and set(raw) & set(_PER_SOURCE):
             raw = dict(raw)
-            key = f"sources[{index}].max_staleness_seconds"
-            seconds = typed_value(key, raw.pop("max_staleness_seconds"), float)
-            if seconds is None or seconds <= 0:
-                raise ConfigError(f"Config '{key}' has value {seconds!r}. Must be positive.")
+            for name, (kind, rule) in _PER_SOURCE.items():
+                if name not in raw:
+                    continue
+                key = f"sources[{index}].{name}"
+                value = typed_value(key, raw.pop(name), kind)
+                if value is None or value < 0 or (value == 0 and rule == "positive"):
+                    raise ConfigError(f"Config '{key}' has value {value!r}. Must be {rule}.")
+                taken[name] = value
         source = _source(index, raw, base)
         sources.append(source)
-        if seconds is not None:
-            staleness.append((source.name, seconds))
-    return tuple(sources), tuple(staleness)
+        for name, value in taken.items():
+            overrides[name].append((source.name, value))
+    return tuple(sources), {key: tuple(pairs) for key, pairs in overrides.items()}
 
 
 def _check_llm(values: Mapping[str, Any]) -> None:
@@ -273,11 +291,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if values.get("query_log_days", 0) < 0:
         raise ConfigError(f"Config 'query_log_days' has value {values['query_log_days']!r}. "
                           "Must be 0 (keep the query log) or more days.")
+    if values.get("keep_versions", 0) < 0:
+        raise ConfigError(f"Config 'keep_versions' has value {values['keep_versions']!r}. "
+                          "Must be 0 (keep only the current version's records) or more.")
     if values.get("max_staleness_seconds", 1.0) <= 0:
         raise ConfigError(f"Config 'max_staleness_seconds' has value {values['max_staleness_seconds']!r}. "
                           "Must be positive.")
-    sources, staleness = _sources(raw_sources, base)
-    values["source_staleness"] = staleness
+    sources, overrides = _sources(raw_sources, base)
+    values["source_staleness"] = overrides["max_staleness_seconds"]
+    values["source_keep_versions"] = overrides["keep_versions"]
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"Config 'sources' repeats a name: {names}.")

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from sleepd import defaults
@@ -73,7 +74,7 @@ def history(item: str, source: str | None, as_json: bool) -> None:
         table.add_row(f"{v['version']}{' *' if v['current'] else ''}", _when(v["created_at"]), v["status"],
                       v["content_hash"][:12], v["pipeline_version"], str(v["n_records"]), kinds)
     out.print(table)
-    out.print("* current version; only its records are kept")
+    out.print("* current version; (not kept): records pruned by retention (keep_versions)")
 
 
 @click.command()
@@ -126,9 +127,14 @@ def diff(item: str, a: int, b: int, source: str | None, as_json: bool) -> None:
     if not report["records_kept"]:
         out.print(report["note"], markup=False, highlight=False)
         return
+    table = Table(title=f"records v{a} -> v{b}")
+    for column in ("", "kind", "title", "evidence", "what changed"):
+        table.add_column(column, overflow="fold")
     for label, key in (("+", "added"), ("-", "removed"), ("~", "changed")):
         for rec in report[key]:
-            out.print(f"{label} {rec['kind']} {rec['title']}", markup=False, highlight=False)
+            table.add_row(label, rec["kind"], escape(rec["title"]), escape(", ".join(rec["paths"])),
+                          ", ".join(rec.get("fields", [])))
+    out.print(table)
     out.print(f"{len(report['added'])} added, {len(report['removed'])} removed, {len(report['changed'])} changed")
 
 

@@ -77,12 +77,13 @@ def purge(source: str | None, pattern: str | None, lift: bool, dry_run: bool, ke
         print_json(result)
         return
     if dry_run:
-        click.echo(f"would purge {result['items']} items: {result['records']} records, {result['versions']} "
-                   "versions (nothing removed)")
+        click.echo(f"would purge {result['items']} items: {result['records']} records, {result['archived']} "
+                   f"archived records, {result['versions']} versions (nothing removed)")
         for key in result["keys"]:
             click.echo(f"  {key}")
         return
-    click.echo(f"purged {result['items']} items: {result['records']} records, {result['versions']} versions, "
+    click.echo(f"purged {result['items']} items: {result['records']} records, {result['archived']} archived records, "
+               f"{result['versions']} versions, "
                f"{result['index_points']} index points, {result['changes']} changes, "
                f"{result['query_log']} query-log entries")
 

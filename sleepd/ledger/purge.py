@@ -1,5 +1,5 @@
-"""Purge: remove memory for good (items, versions, records, changes, query-log text) and keep
-purged paths out of memory until the purge is lifted."""
+"""Purge: remove memory for good (items, versions, records current and archived, changes,
+query-log text) and keep purged paths out of memory until the purge is lifted."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sleepd.schema import (
     MetaRow,
     QueryLogItemRow,
     QueryLogRow,
+    RecordArchiveRow,
     RecordRow,
     SourceRow,
     VersionRow,
@@ -32,6 +33,8 @@ class PurgeReceipt:
     items: int = 0
     versions: int = 0
     records: int = 0
+    #: records of old versions (and of deleted items) kept for history
+    archived: int = 0
     changes: int = 0
     query_log: int = 0
     index_points: int = 0
@@ -48,18 +51,20 @@ class PurgeMixin(LedgerBase):
     def purge_preview(self, source: str | None = None, pattern: str | None = None,
                       listed: int = 50) -> dict[str, object]:
         """What :meth:`purge` would remove, removing nothing: how many items (not counting
-        aggregates), versions and records, and the first ``listed`` keys."""
+        aggregates), versions, records and archived records, and the first ``listed`` keys."""
         with self.read() as s:
             items = [i for i in matching_items(s, source, pattern) if not i.key.startswith(AGGREGATE_PREFIX)]
             ids = [i.id for i in items if i.id is not None]
             records = len(s.exec(select(RecordRow.id).where(col(RecordRow.item_id).in_(ids))).all())
             versions = len(s.exec(select(VersionRow.id).where(col(VersionRow.item_id).in_(ids))).all())
+            archived = len(s.exec(select(RecordArchiveRow.id).where(col(RecordArchiveRow.item_id).in_(ids))).all())
         keys = sorted(f"{i.source}:{i.key}" for i in items)
-        return {"items": len(items), "versions": versions, "records": records, "keys": keys[:listed]}
+        return {"items": len(items), "versions": versions, "records": records, "archived": archived,
+                "keys": keys[:listed]}
 
     def purge(self, source: str | None = None, pattern: str | None = None) -> tuple[PurgeReceipt, list[str]]:
-        """Remove matching items with every version, record and change, the query-log text
-        that drew on them, and (for a whole source) the source itself. Returns the receipt and
+        """Remove matching items with every version, record (current and archived) and change,
+        the query-log text that drew on them, and (for a whole source) the source itself. Returns the receipt and
         the record ids whose index points the caller must remove. A purge by path also stops
         the watchers tracking matching keys again, until :meth:`lift_purge`."""
         receipt = PurgeReceipt()
@@ -81,6 +86,7 @@ class PurgeMixin(LedgerBase):
             receipt.versions = delete_where(s, VersionRow, col(VersionRow.item_id).in_(item_ids))
             receipt.changes = delete_where(s, ChangeRow, col(ChangeRow.item_id).in_(item_ids))
             delete_where(s, RecordRow, col(RecordRow.item_id).in_(item_ids))
+            receipt.archived = delete_where(s, RecordArchiveRow, col(RecordArchiveRow.item_id).in_(item_ids))
             s.add_all([IndexEventRow(op="delete", record_id=rid) for rid in record_ids])
             delete_where(s, ItemRow, col(ItemRow.id).in_(item_ids))
             # the query text that drew on them: found by the indexed item column, not by reading the log

@@ -1,5 +1,6 @@
 """Versions, the worker's side: publish a new version of an item's records in one transaction,
-retract a deleted item, fail one, and close the changes each of those covered."""
+retract a deleted item, fail one, and close the changes each of those covered. The records a
+publish supersedes, and those of a deleted item, move to the archive (:mod:`sleepd.ledger.archive`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy.typing as npt
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from sleepd.ledger.engine import OPEN, LedgerBase, delete_where
+from sleepd.ledger.archive import archive_records
+from sleepd.ledger.engine import OPEN, LedgerBase
 from sleepd.records import Draft
 from sleepd.schema import (
     ChangeRow,
@@ -72,8 +74,9 @@ class VersionsMixin(LedgerBase):
     def publish_version(self, item_id: int, content_hash: str, pipeline_version: str,
                         drafts: Sequence[Draft], vectors: npt.NDArray[np.float32],
                         access: Sequence[str], seen_change_id: int, force: bool = False) -> int | None:
-        """Atomically replace the item's records with a new version. Returns the new version,
-        or None when that content is already published by this pipeline (idempotent)."""
+        """Atomically replace the item's records with a new version (the old ones move to the
+        archive). Returns the new version, or None when that content is already published by this
+        pipeline (idempotent)."""
         now = time.time()
         with self.write() as s:
             item = s.get(ItemRow, item_id, with_for_update=True)
@@ -82,7 +85,7 @@ class VersionsMixin(LedgerBase):
             if not force and _is_current(item, content_hash, pipeline_version):
                 _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.DONE)
                 return None
-            _retract_records(s, item_id)
+            archive_records(s, item_id)
             version = item.version + 1
             for old in s.exec(select(VersionRow).where(VersionRow.item_id == item_id,
                                                        VersionRow.status == "published")).all():
@@ -108,12 +111,13 @@ class VersionsMixin(LedgerBase):
             return version
 
     def retract_item(self, item_id: int, seen_change_id: int) -> int:
-        """The item is gone: remove its records (the index follows). Returns records removed."""
+        """The item is gone: its records leave the index and move to the archive, so its history
+        stays readable until retention prunes it or a purge deletes it. Returns records removed."""
         with self.write() as s:
             item = s.get(ItemRow, item_id, with_for_update=True)
             if item is None:
                 return 0
-            removed = _retract_records(s, item_id)
+            removed = archive_records(s, item_id)
             for old in s.exec(select(VersionRow).where(VersionRow.item_id == item_id,
                                                        VersionRow.status == "published")).all():
                 old.status = "retracted"
@@ -148,14 +152,6 @@ class VersionsMixin(LedgerBase):
 def _is_current(item: ItemRow, content_hash: str, pipeline_version: str) -> bool:
     return (item.version > 0 and item.enriched_hash == content_hash and item.pipeline_version == pipeline_version
             and item.state != ItemState.DELETED.value)
-
-
-def _retract_records(s: Session, item_id: int) -> int:
-    old = list(s.exec(select(RecordRow.id).where(RecordRow.item_id == item_id)).all())
-    if old:
-        delete_where(s, RecordRow, col(RecordRow.item_id) == item_id)
-        s.add_all([IndexEventRow(op="delete", record_id=rid) for rid in old])
-    return len(old)
 
 
 def _open_changes(s: Session, item_id: int, upto: int) -> list[ChangeRow]:
