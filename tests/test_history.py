@@ -19,12 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, text
 from sqlmodel import select
 
 from sleepd.api import create_app
@@ -33,10 +31,8 @@ from sleepd.cli import cli
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest, NotFound
 from sleepd.history import diff_versions, item_history, item_version
-from sleepd.ledger import Ledger
-from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.retention import Retention, prune_versions
-from sleepd.schema import ItemRow, QueryLogRow, RecordArchiveRow, RecordRow, VersionRow
+from sleepd.schema import QueryLogRow, RecordArchiveRow, RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, Source, sql_source
 from sleepd.watchers import Watchers
@@ -347,41 +343,6 @@ def test_history_on_postgresql(enriched: Service, caplog: pytest.LogCaptureFixtu
     _check_diff(enriched)
     _check_retention(enriched, caplog)
     _check_purge(enriched)
-
-
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_an_older_ledger_gains_the_archive(database: str, settings: Settings, request: pytest.FixtureRequest) -> None:
-    """A ledger written before the archive (no record_archive table) gains it when opened; the
-    versions it replaced before are said not kept, the next publish archives."""
-    url = request.getfixturevalue("pg_url") if database == "postgresql" else settings.database_url
-    led = Ledger(url)
-    with led.write() as s:
-        s.add(ItemRow(source="docs", key="a.md", version=1, state="enriched"))
-    with led.write() as s:
-        item = s.exec(select(ItemRow)).one()
-        s.add(VersionRow(item_id=item.id, version=1, content_hash="h1", pipeline_version="p", status="published",
-                         n_records=1, created_at=1.0))
-    led.engine.dispose()
-    with led.engine.begin() as conn:
-        conn.execute(text("DROP TABLE record_archive"))
-    assert not inspect(led.engine).has_table("record_archive")
-    led.close()
-    led = Ledger(url)
-    try:
-        assert inspect(led.engine).has_table("record_archive")
-        indexes = {i["name"] for i in inspect(led.engine).get_indexes("record_archive")}
-        assert "ix_record_archive_item_version" in indexes
-        assert item.id is not None
-        draft = Draft(kind=RecordKind.SECTION, title="A", text="alpha", evidence=(Evidence("a.md", 1, 1),))
-        vectors = np.zeros((1, 384), dtype=np.float32)
-        assert led.publish_version(item.id, "h2", "p", [draft], vectors, ["*"], 0) == 2
-        shown = item_version(led, ADMIN, "docs:a.md", version=1)
-        assert not shown["records_kept"] and "no longer kept" in shown["note"]
-        assert led.archived_count() == 0
-        assert led.publish_version(item.id, "h3", "p", [draft], vectors, ["*"], 0) == 3
-        assert led.archived_count() == 1 and item_version(led, ADMIN, "docs:a.md", version=2)["records_kept"]
-    finally:
-        led.close()
 
 
 def test_sql_item_by_table_and_key(tmp_path: Path, settings: Settings, embedder: Embedder) -> None:
