@@ -133,6 +133,8 @@ QUERY_LOG_DAYS = 30.0
 KEEP_VERSIONS = 5
 #: version retention runs at most this often, and only when the machine is idle
 RETENTION_SECONDS = 3600.0
+#: while the machine is busy, retention looks again this often
+RETENTION_RETRY_SECONDS = 30.0
 #: records whose words are kept between queries (keyword scoring was half of a query's time)
 TERMS_CACHE = 20_000
 #: the index's sparse (keyword) vector: its name beside the unnamed dense vector

@@ -31,23 +31,27 @@ def prune_versions(ledger: Ledger, settings: Settings) -> PruneReport:
 
 class Retention:
     """The maintenance step: :func:`prune_versions` when the machine is idle (no query in
-    ``idle_seconds``, load under the limit) and the last pass is an interval old."""
+    ``idle_seconds``, load under the limit) and the last pass is ``every`` seconds old. While
+    the machine is busy it looks again every ``retry`` seconds, not on every round of the loop."""
 
-    def __init__(self, ledger: Ledger, settings: Settings, every: float = defaults.RETENTION_SECONDS) -> None:
+    def __init__(self, ledger: Ledger, settings: Settings, every: float = defaults.RETENTION_SECONDS,
+                 retry: float = defaults.RETENTION_RETRY_SECONDS) -> None:
         self.ledger = ledger
         self.settings = settings
         self.every = every
-        self._done_at: float | None = None
+        self.retry = retry
+        self._next_at: float | None = None
         #: the last pass's report (None until one ran)
         self.last: PruneReport | None = None
 
     def run_if_due(self) -> PruneReport | None:
         """Prune if due and idle; returns the pass's report, or None when it did not run."""
         now = time.monotonic()
-        if self._done_at is not None and now - self._done_at < self.every:
+        if self._next_at is not None and now < self._next_at:
             return None
         if busy_reason(self.ledger, self.settings) is not None:
-            return None  # tried again next round: retention waits for idle time
+            self._next_at = now + self.retry  # retention waits for idle time
+            return None
         self.last = prune_versions(self.ledger, self.settings)
-        self._done_at = now  # after it worked: a ledger that was down is tried again next round
+        self._next_at = now + self.every  # after it worked: a ledger that was down is tried next round
         return self.last

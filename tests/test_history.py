@@ -170,6 +170,8 @@ def _check_retention(service: Service, caplog: pytest.LogCaptureFixture) -> None
     busy = Retention(service.ledger, replace(service.settings, keep_versions=1, idle_seconds=3600.0))
     assert busy.run_if_due() is None  # a query just now: not idle, nothing pruned
     assert {v for _, v in _archived(service, "notes.md")} == {1, 2}
+    busy.settings = replace(busy.settings, idle_seconds=0.0)
+    assert busy.run_if_due() is None  # idle now, but a busy machine is looked at again only after `retry`
     idle = Retention(service.ledger, replace(service.settings, keep_versions=1))
     with caplog.at_level(logging.INFO, logger="sleepd.retention"):
         report = idle.run_if_due()
