@@ -153,6 +153,9 @@ class Daemon:
         self.started_at = 0.0
         #: seconds from start until the first scan's work was published and indexed; None before
         self.first_pass_s: float | None = None
+        #: items done (enriched or failed) when the daemon started: the first pass's rate counts
+        #: only what this daemon does
+        self.done_at_start = 0
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -169,11 +172,13 @@ class Daemon:
         from sleepd.ledger import Ledger
         from sleepd.scheduler import Scheduler
         from sleepd.service import Service
+        from sleepd.status import item_counts
         from sleepd.watchers import Watchers
 
         self.ledger = Ledger(self.settings.database_url)
         for source in (*self.settings.sources, *self.extra_sources):
             self.ledger.save_source(source)
+        self.done_at_start = item_counts(self.ledger.status())[0]
         self._ensure_token(home)
         self.service = Service.open(self.settings, self.ledger)
         self.service.extra_status = self._extra_status
@@ -188,6 +193,7 @@ class Daemon:
         self.scheduler = Scheduler(self.ledger, self.settings, send, pipeline_version(self.settings))
         self.service.on_refresh = self.scheduler.wake.set
         self.watchers = Watchers(self.ledger.sources(), self.ledger, self.settings, on_change=self.scheduler.wake.set)
+        self.service.rescan = self.watchers.scan_now  # a lifted purge is scanned by the running watchers
         self._serve_api()
         self._spawn("first-scan", self._first_scan)
         self._spawn("indexer", lambda: self.service.indexer.run(self.stop_event))
@@ -347,8 +353,11 @@ class Daemon:
         ok = self.state == DaemonState.RUNNING and all(v == "ok" for v in components.values())
         return {"status": "ok" if ok else "degraded", "state": self.state.value, "components": components}
 
-    def _extra_status(self) -> dict[str, Any]:
+    def _extra_status(self, report: dict[str, Any]) -> dict[str, Any]:
+        from sleepd.status import first_pass_progress
+
         return {
+            "first_pass": first_pass_progress(report, self.started_at, self.done_at_start, self.first_pass_s),
             "daemon": {"state": self.state.value, "pid": os.getpid(),
                        "uptime_s": round(time.time() - self.started_at, 1), "api": self.settings.base_url,
                        "worker_pid": self.worker_pid, "worker_restarts": self.worker_restarts,

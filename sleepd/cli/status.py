@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sleepd.cli.common import daemon_starting, json_option, load_settings, out, print_json
 
-__all__ = ["scheduler_line", "status"]
+__all__ = ["first_pass_line", "scheduler_line", "status"]
 
 
 @click.command()
@@ -39,7 +39,9 @@ def status(as_json: bool) -> None:
                                    "queue": [b.as_dict(now) for b in backlog(ledger, settings)]}
         finally:
             ledger.close()
-        report["daemon"] = {"state": "starting" if daemon_starting(settings) else "not running"}
+        # the home looked in: a daemon of another home (SLEEPD_HOME, the config's) is not this one
+        report["daemon"] = {"state": "starting" if daemon_starting(settings) else "not running",
+                            "home": str(settings.home)}
     if as_json:
         print_json(report)
         return
@@ -58,7 +60,10 @@ def _print_status(report: dict[str, Any]) -> None:
     out.print(table)
     queue = ", ".join(f"{n} {state}" for state, n in sorted(report["queue"].items())) or "empty"
     out.print(f"changes: {queue}   records: {report['records']}   index lag: {report['index_lag']}   "
-              f"daemon: {report['daemon'].get('state')}{_readiness(report['daemon'])}", highlight=False)
+              f"daemon: {report['daemon'].get('state')}{_readiness(report['daemon'])}"
+              + (f" (home {report['daemon']['home']})" if report["daemon"].get("home") else ""), highlight=False)
+    if report.get("first_pass"):
+        out.print(first_pass_line(report["first_pass"]), highlight=False)
     scheduler = report.get("scheduler", {})
     out.print(scheduler_line(scheduler), highlight=False)
     if scheduler.get("queue"):
@@ -78,6 +83,17 @@ def _print_status(report: dict[str, Any]) -> None:
             out.print(f"[red]failed[/red] {src['name']}:{failure['item']}: {failure['error']}")
         if src.get("purged"):
             out.print(f"purged {src['name']}: {', '.join(src['purged'])} (not tracked again; `sleepd purge --lift`)")
+
+
+def first_pass_line(progress: dict[str, Any]) -> str:
+    """"first pass: 120/400 items, 3.2 items/s, about 1 min left" while it runs; how long it took
+    once done."""
+    done, total = progress["done"], progress["total"]
+    if progress["state"] == "done":
+        return f"first pass: done, {total} items in {_seconds(progress['elapsed_s'])}"
+    eta = progress["eta_s"]
+    left = "time left unknown yet" if eta is None else f"about {_seconds(eta)} left"
+    return f"first pass: {done}/{total} items, {progress['rate_per_s']:g} items/s, {left}"
 
 
 def scheduler_line(scheduler: dict[str, Any]) -> str:
