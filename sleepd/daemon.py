@@ -176,8 +176,10 @@ class Daemon:
         from sleepd.watchers import Watchers
 
         self.ledger = Ledger(self.settings.database_url)
-        for source in (*self.settings.sources, *self.extra_sources):
-            self.ledger.save_source(source)
+        for source in self.settings.sources:
+            self.ledger.save_source(source, actor="config")
+        for source in self.extra_sources:
+            self.ledger.save_source(source, actor="sleepd run")
         self.done_at_start = item_counts(self.ledger.status())[0]
         self._ensure_token(home)
         self.service = Service.open(self.settings, self.ledger)

@@ -145,6 +145,8 @@ class Service:
             for name in [source] if source else [s.name for s in self.ledger.sources()]:
                 refresh_aggregates(self.ledger, name, when_quiet=False)
         self.ledger.audit(principal.name, "purge", {"source": source, "path": pattern, **receipt.as_dict()})
+        if source is not None and pattern is None:  # the whole source went: it is forgotten too
+            self.ledger.audit(principal.name, "source.remove", {"source": source, "items": receipt.items})
         return {"source": source, "path": pattern, **receipt.as_dict()}
 
     def _rescan(self, names: list[str]) -> None:

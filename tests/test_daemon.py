@@ -67,10 +67,11 @@ class Running:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    # the load rule is off (test_scheduler tests it): a shared CI machine's load must not decide here
+    # the load rule is off (test_scheduler tests it): a shared CI machine's load must not decide here;
+    # no periodic rescan comes during a test: what it sees comes from the first scan, events or a lift
     return {**os.environ, "SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_API_PORT": str(free_port()),
             "SLEEPD_IDLE_SECONDS": "1", "SLEEPD_DEBOUNCE_SECONDS": "0.3", "SLEEPD_MAX_FILE_BYTES": "200000",
-            "SLEEPD_BUSY_LOAD_PER_CORE": "1000"}
+            "SLEEPD_BUSY_LOAD_PER_CORE": "1000", "SLEEPD_RESCAN_SECONDS": "1000000"}
 
 
 @pytest.fixture
@@ -98,6 +99,11 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
     # daemon's log says so once
     wait_for(lambda: status(env)["daemon"]["ready"], timeout=30, interval=0.5, what="memory ready")
     assert (tmp_path / "daemon.log").read_text().count("first pass done: ") == 1
+    # and its progress: every file done, at a rate measured over this daemon's work, nothing left
+    first_pass = status(env)["first_pass"]
+    assert first_pass["state"] == "done" and first_pass["done"] == first_pass["total"] == len(list(repo.iterdir()))
+    assert first_pass["rate_per_s"] > 0 and first_pass["eta_s"] == 0
+    assert f"first pass: done, {first_pass['total']} items in " in cli(env, "status").stdout
     body = query(env, "open a file in an editor or a pager for the user", 512)
     assert body["tokens_used"] <= 512 and body["records"]
     files = [r for r in body["records"] if not r["item"].startswith("@aggregate/")]  # maps cite many files
@@ -166,15 +172,26 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
         home_ledger.close()
     proj = next(s for s in status(env)["sources"] if s["name"] == "proj")
     assert proj["purged"] == ["termui.py"] and proj["items"]["pending"] == 0
-    lifted = json.loads(cli(env, "purge", "--path", "termui.py", "--lift").stdout)
-    assert lifted["lifted"] == 1
-    (repo / "termui.py").touch()
-    with (repo / "termui.py").open("a") as fh:
-        fh.write("# tracked again\n")
-    wait_for(lambda: any(r["item"] == "termui.py" for r in query(env, "show a progress bar", 2048)["records"]),
-             timeout=90, interval=1.0, what="the lifted file back in memory")
-    refreshed = cli(env, "refresh", "--path", "core.py", "--force").stdout
-    assert "queued 1 items" in refreshed
+    # a lift takes effect at once: the glob is scanned now (no periodic rescan comes in this test,
+    # and the file is not touched again), its file tracked and queued before the command returns
+    lifted = json.loads(cli(env, "purge", "--path", "termui.py", "--lift", "--json").stdout)
+    assert (lifted["lifted"], lifted["found"], lifted["items"]) == (1, 1, ["proj:termui.py"])
+    home_ledger = Ledger(f"sqlite:///{Path(env['SLEEPD_HOME']) / 'ledger.db'}")
+    try:
+        assert "termui.py" in home_ledger.known_items("proj")
+    finally:
+        home_ledger.close()
+    # refresh --wait returns once the items are fresh: the lifted file is published again
+    done = cli(env, "refresh", "--path", "termui.py", "--wait", "--timeout", "120", "--json")
+    body = json.loads(done.stdout)
+    assert (body["queued"], body["fresh"], body["waiting"], body["failed"]) == (1, 1, 0, 0)
+    assert body["items"][0]["item"] == "termui.py" and body["items"][0]["version"] > 0
+    assert any(r["item"] == "termui.py" for r in query(env, "show a progress bar", 2048)["records"])
+    # and exits 1 naming an item that failed, with its error
+    done = cli(env, "refresh", "--path", "latin1.txt", "--force", "--wait", "--timeout", "120", check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("queued 1 items for refresh (forced): proj:latin1.txt")
+    assert "1 of 1 items not fresh: proj:latin1.txt failed (" in done.stderr and "UTF-8" in done.stderr
 
     assert daemon.stop() == 0
     assert cli(env, "check", check=False).returncode == 1

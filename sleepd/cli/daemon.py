@@ -98,16 +98,27 @@ def worker(loglevel: str, nice: int) -> None:
     if nice:
         os.nice(nice)
     app = configure(load_settings())
-    _exit_with_parent()
-    app.worker_main(["worker", "--pool=solo", "-Q", defaults.QUEUE, f"--loglevel={loglevel}",
-                     "--without-gossip", "--without-mingle", "-n", f"sleepd-{os.getpid()}@%h"])
+    embedded = _exit_with_parent()
+    if embedded:
+        # the daemon's terminal is the user's: Celery's banner and its warning about running as root
+        # (meant for a shared broker taking pickle from strangers; this one takes JSON from its
+        # own daemon, run by the same user) stay out of it
+        import warnings
+
+        from celery.exceptions import SecurityWarning
+
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+    app.worker_main([*(["--quiet"] if embedded else []), "worker", "--pool=solo", "-Q", defaults.QUEUE,
+                     f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
+                     "-n", f"sleepd-{os.getpid()}@%h"])
 
 
-def _exit_with_parent() -> None:
-    """The embedded worker must not outlive its daemon."""
+def _exit_with_parent() -> bool:
+    """The embedded worker must not outlive its daemon. True for the embedded worker (its daemon
+    named itself in ``SLEEPD_PARENT_PID``)."""
     parent = os.environ.get("SLEEPD_PARENT_PID")
     if not parent:
-        return
+        return False
 
     def watch() -> None:
         while True:
@@ -116,3 +127,4 @@ def _exit_with_parent() -> None:
             threading.Event().wait(1.0)
 
     threading.Thread(target=watch, daemon=True).start()
+    return True

@@ -29,7 +29,8 @@ class RefreshMixin(LedgerBase):
         return len(self.queue_refresh(source, pattern, force))
 
     def queue_refresh(self, source: str | None, pattern: str | None, force: bool) -> list[dict[str, Any]]:
-        """Like :meth:`request_refresh`, returning the items queued: ``{"id", "source", "item"}``."""
+        """Like :meth:`request_refresh`, returning the items queued: ``{"id", "source", "item"}``,
+        by source and key."""
         now = time.time()
         with self.write() as s:
             items = [i for i in matching_items(s, source, pattern) if i.state != ItemState.DELETED.value]
@@ -37,7 +38,7 @@ class RefreshMixin(LedgerBase):
                 assert item.id is not None
                 s.add(ChangeRow(item_id=item.id, content_hash=item.observed_hash, priority=10,
                                 force=force, observed_at=now))
-        return [{"id": i.id, "source": i.source, "item": i.key} for i in items]
+        return [{"id": i.id, "source": i.source, "item": i.key} for i in sorted(items, key=lambda i: (i.source, i.key))]
 
     def freshness(self, item_ids: Sequence[int]) -> list[dict[str, Any]]:
         """Where each item stands, in the order given: ``state`` is "waiting" while a change of
