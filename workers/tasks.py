@@ -69,6 +69,16 @@ class Outcome:
     #: with status "retry": the transient error, which the task retries for this item alone
     exc: BaseException | None = field(default=None, repr=False, compare=False)
 
+    def describe(self) -> str:
+        """For the log: "published v2 (5 records)", "unchanged v2", "deleted (3 records retracted)",
+        "failed: ValueError: ..."."""
+        text = self.status + (f" v{self.version}" if self.version is not None else "")
+        if self.status in ("published", "deleted"):
+            text += f" ({self.records} records{' retracted' if self.status == 'deleted' else ''})"
+        if self.error:
+            text += f": {self.error}"
+        return text + (f" (llm: {self.llm})" if self.llm else "")
+
 
 @dataclass
 class _Ready:
@@ -260,9 +270,7 @@ def enrich_items(self: Any, items: list[list[Any]]) -> list[str]:
     for (item_id, _), outcome in zip(pairs, outcomes, strict=True):
         item = rows.get(item_id)  # named by source and key in the log, as a person knows it
         then_aggregates(ledger, item_id, item)
-        log.info("%s: %s v%s (%s records)%s%s", f"{item.source}:{item.key}" if item else f"item {item_id}",
-                 outcome.status, outcome.version, outcome.records,
-                 f" error: {outcome.error}" if outcome.error else "", f" llm: {outcome.llm}" if outcome.llm else "")
+        log.info("%s: %s", f"{item.source}:{item.key}" if item else f"item {item_id}", outcome.describe())
     again = [(pair, o) for pair, o in zip(pairs, outcomes, strict=True) if o.status == "retry"]
     if again and self.request.retries < MAX_RETRIES:
         countdown = get_exponential_backoff_interval(factor=1, retries=self.request.retries,
