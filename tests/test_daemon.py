@@ -379,3 +379,33 @@ def test_a_crashing_worker_is_restarted_ever_more_slowly(env: dict[str, str], tm
         code = run.wait(timeout=60)
         log.close()
     assert code == 0
+
+
+@pytest.mark.parametrize("broker", ["filesystem", "redis"])
+def test_the_embedded_worker_keeps_celery_out_of_the_terminal(broker: str, tmp_path: Path,
+                                                              request: pytest.FixtureRequest) -> None:
+    """The worker as the daemon starts it (the daemon's pid in SLEEPD_PARENT_PID), on either broker
+    and as root where the tests run as root: no Celery banner, no warning about running as root,
+    no kombu warning about a missing hostname; its own log lines still come through."""
+    from sleepd import defaults
+    from sleepd.settings import load_settings
+    from workers.app import configure
+
+    broker_url = request.getfixturevalue("redis_url") if broker == "redis" else "filesystem://"
+    env = {**os.environ, "SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_CONFIG": "", "SLEEPD_BROKER_URL": broker_url,
+           "SLEEPD_PARENT_PID": str(os.getpid())}
+    out_path, err_path = tmp_path / "worker.out", tmp_path / "worker.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        worker = subprocess.Popen([sys.executable, "-m", "sleepd", "worker"], env=env, stdout=out, stderr=err)
+    try:
+        configure(load_settings(env)).send_task("sleepd.no_such_task", queue=defaults.QUEUE)
+        # a message it cannot run is logged as an error: the worker is up and consuming by then
+        wait_for(lambda: worker.poll() is not None or "sleepd.no_such_task" in err_path.read_text(),
+                 timeout=120, interval=0.5, what="the worker to take the message")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    shown = out_path.read_text() + err_path.read_text()
+    assert "Received unregistered task of type 'sleepd.no_such_task'" in shown, shown
+    assert "superuser" not in shown and "[tasks]" not in shown and "[config]" not in shown, shown
+    assert "No hostname was supplied" not in shown, shown
