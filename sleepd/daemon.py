@@ -170,9 +170,9 @@ class Daemon:
             raise Unavailable(f"the index in home {home} stayed in use by a sleepd command for "
                               f"{defaults.DAEMON_START_WAIT_SECONDS:g} s")
         from sleepd.ledger import Ledger
+        from sleepd.progress import item_counts
         from sleepd.scheduler import Scheduler
         from sleepd.service import Service
-        from sleepd.status import item_counts
         from sleepd.watchers import Watchers
 
         self.ledger = Ledger(self.settings.database_url)
@@ -284,13 +284,24 @@ class Daemon:
         self.watchers.run_rescans(self.stop_event)
 
     def _announce_first_pass(self) -> None:
-        """Say once, when the first scan's work is all published and indexed, how much it made:
-        from then on ``status`` reports the memory ready (``first_pass_s``)."""
+        """Log the first pass's progress every ``PROGRESS_LOG_SECONDS`` while it moves (lines, not
+        a live bar: the worker's log lines would cut through one), and say once, when the first
+        scan's work is all published and indexed, how much it made: from then on ``status``
+        reports the memory ready (``first_pass_s``)."""
+        from sleepd.progress import first_pass_line, first_pass_progress
+
+        told_at, told_done = time.monotonic(), -1
         while not self.stop_event.wait(1.0):
             try:
                 report = self.ledger.status()
             except Exception:  # the ledger may be down for a while: ask again
                 continue
+            if time.monotonic() - told_at >= defaults.PROGRESS_LOG_SECONDS:
+                progress = first_pass_progress(report, self.started_at, self.done_at_start, None)
+                if progress["done"] != told_done and progress["done"] < progress["total"]:
+                    log.info("%s", first_pass_line(progress))
+                    told_done = progress["done"]
+                told_at = time.monotonic()
             items = sum(n for src in report["sources"] for state, n in src["items"].items() if state != "deleted")
             pending = sum(src["items"]["pending"] for src in report["sources"])
             if pending == 0 and not report["queue"] and report["index_lag"] == 0:
@@ -356,7 +367,7 @@ class Daemon:
         return {"status": "ok" if ok else "degraded", "state": self.state.value, "components": components}
 
     def _extra_status(self, report: dict[str, Any]) -> dict[str, Any]:
-        from sleepd.status import first_pass_progress
+        from sleepd.progress import first_pass_progress
 
         return {
             "first_pass": first_pass_progress(report, self.started_at, self.done_at_start, self.first_pass_s),

@@ -129,6 +129,8 @@ REFRESH_WAIT_SECONDS = 600.0
 REFRESH_POLL_SECONDS = 0.5
 #: item ids one POST /v1/refresh/state may ask about (refresh --wait asks in chunks of this)
 REFRESH_STATE_MAX = 10_000
+#: how often the daemon logs the first pass's progress while it moves ("first pass: 120/400 items...")
+PROGRESS_LOG_SECONDS = 15.0
 #: keys a lift or a dry run lists by name (the count covers them all)
 LISTED_KEYS = 50
 #: query latency histogram buckets (seconds): the edge index answers in ms, a cold model in ~1 s

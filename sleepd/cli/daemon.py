@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sleepd import defaults
-from sleepd.cli.common import daemon_starting, env_option, err, load_settings
+from sleepd.cli.common import daemon_starting, env_option, load_settings
 from sleepd.settings import source_from_path
 
 __all__ = ["check", "run", "worker"]
@@ -40,29 +38,9 @@ def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int
         lock.release()
         raise click.BadParameter(f"not a folder: {', '.join(missing)}", param_hint="PATHS")
     sources = tuple(source_from_path(p, profile=profile, access=access or ("*",)) for p in paths)
-    daemon = Daemon(settings, extra_sources=sources, lock=lock)
-    if sys.stderr.isatty():
-        threading.Thread(target=_progress, args=(daemon,), daemon=True).start()
-    daemon.run_forever()
-
-
-def _progress(daemon: Any) -> None:
-    """A progress bar for the first pass, on a terminal."""
-    daemon.stop_event.wait(2.0)
-    with Progress(TextColumn("enriching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        task = bar.add_task("enrich", total=None)
-        while not daemon.stop_event.wait(1.0):
-            try:
-                status = daemon.ledger.status()
-            except Exception:
-                continue
-            counts = [s["items"] for s in status["sources"]]
-            total = sum(c["pending"] + c["enriched"] + c["failed"] for c in counts)
-            done = sum(c["enriched"] + c["failed"] for c in counts)
-            bar.update(task, total=total, completed=done)
-            if total and done >= total:
-                return
+    # no live progress bar: the worker's log lines would cut through it; the daemon logs the first
+    # pass's progress as lines instead, and `sleepd status` shows it
+    Daemon(settings, extra_sources=sources, lock=lock).run_forever()
 
 
 @click.command()

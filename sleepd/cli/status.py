@@ -10,8 +10,9 @@ import click
 from rich.table import Table
 
 from sleepd.cli.common import daemon_starting, json_option, load_settings, out, print_json
+from sleepd.progress import first_pass_line, seconds_text
 
-__all__ = ["first_pass_line", "scheduler_line", "status"]
+__all__ = ["scheduler_line", "status"]
 
 
 @click.command()
@@ -71,8 +72,8 @@ def _print_status(report: dict[str, Any]) -> None:
         for column in ("source", "pending", "oldest", "max staleness", "forced in"):
             waiting.add_column(column, justify="left" if column == "source" else "right")
         for row in scheduler["queue"]:
-            waiting.add_row(row["source"], str(row["pending"]), _seconds(row["oldest_age_s"]),
-                            _seconds(row["max_staleness_s"]), _seconds(row["forced_in_s"]))
+            waiting.add_row(row["source"], str(row["pending"]), seconds_text(row["oldest_age_s"]),
+                            seconds_text(row["max_staleness_s"]), seconds_text(row["forced_in_s"]))
         out.print(waiting)
     if "llm" in report:
         llm = report["llm"]
@@ -85,17 +86,6 @@ def _print_status(report: dict[str, Any]) -> None:
             out.print(f"purged {src['name']}: {', '.join(src['purged'])} (not tracked again; `sleepd purge --lift`)")
 
 
-def first_pass_line(progress: dict[str, Any]) -> str:
-    """"first pass: 120/400 items, 3.2 items/s, about 1 min left" while it runs; how long it took
-    once done."""
-    done, total = progress["done"], progress["total"]
-    if progress["state"] == "done":
-        return f"first pass: done, {total} items in {_seconds(progress['elapsed_s'])}"
-    eta = progress["eta_s"]
-    left = "time left unknown yet" if eta is None else f"about {_seconds(eta)} left"
-    return f"first pass: {done}/{total} items, {progress['rate_per_s']:g} items/s, {left}"
-
-
 def scheduler_line(scheduler: dict[str, Any]) -> str:
     """One sentence: what the scheduler does, why it waits, how old the backlog is."""
     state = str(scheduler.get("state", "unknown"))
@@ -103,9 +93,9 @@ def scheduler_line(scheduler: dict[str, Any]) -> str:
     if scheduler.get("reason"):
         line += f" ({scheduler['reason']})"
     if scheduler.get("oldest_pending_age_s") is not None:
-        line += f"; oldest pending change {_seconds(scheduler['oldest_pending_age_s'])} old"
+        line += f"; oldest pending change {seconds_text(scheduler['oldest_pending_age_s'])} old"
         if scheduler.get("reason") and scheduler.get("forced_in_s") is not None:
-            line += f", enriched anyway in {_seconds(scheduler['forced_in_s'])}"
+            line += f", enriched anyway in {seconds_text(scheduler['forced_in_s'])}"
     if scheduler.get("error"):
         line += f"; error: {scheduler['error']}"
     return line
@@ -115,9 +105,5 @@ def _readiness(daemon: dict[str, Any]) -> str:
     """", memory ready (first pass 41 s)" once the first scan's work is published and indexed."""
     if "ready" not in daemon:
         return ""
-    return f", memory ready (first pass {_seconds(daemon['first_pass_s'])})" if daemon["ready"] \
+    return f", memory ready (first pass {seconds_text(daemon['first_pass_s'])})" if daemon["ready"] \
         else ", first pass in progress"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"

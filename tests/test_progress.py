@@ -1,12 +1,11 @@
-"""The status a person reads: a daemon's first-pass progress (done, total, rate, ETA) as JSON
+"""A daemon's first-pass progress (done, total, rate, ETA) as JSON
 fields and as the line `sleepd status` prints."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sleepd.cli.status import first_pass_line
-from sleepd.status import first_pass_progress, item_counts
+from sleepd.progress import first_pass_line, first_pass_progress, item_counts
 
 
 def _report(pending: int, enriched: int, failed: int, deleted: int = 0) -> dict[str, Any]:
