@@ -63,7 +63,7 @@ def _print_status(report: dict[str, Any]) -> None:
     out.print(f"changes: {queue}   records: {report['records']}   index lag: {report['index_lag']}   "
               f"daemon: {report['daemon'].get('state')}{_readiness(report['daemon'])}"
               + (f" (home {report['daemon']['home']})" if report["daemon"].get("home") else ""), highlight=False)
-    if report.get("first_pass"):
+    if report.get("first_pass", {}).get("state") == "running":  # once done, "memory ready" says how long it took
         out.print(first_pass_line(report["first_pass"]), highlight=False)
     scheduler = report.get("scheduler", {})
     out.print(scheduler_line(scheduler), highlight=False)
