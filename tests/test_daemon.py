@@ -99,12 +99,6 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
     # daemon's log says so once
     wait_for(lambda: status(env)["daemon"]["ready"], timeout=30, interval=0.5, what="memory ready")
     assert (tmp_path / "daemon.log").read_text().count("first pass done: ") == 1
-    # and its progress: every file done, at a rate measured over this daemon's work, nothing left
-    first_pass = status(env)["first_pass"]
-    assert first_pass["state"] == "done" and first_pass["done"] == first_pass["total"] == len(list(repo.iterdir()))
-    assert first_pass["rate_per_s"] > 0 and first_pass["eta_s"] == 0
-    shown = " ".join(cli(env, "status").stdout.split())
-    assert "memory ready (first pass " in shown and "first pass: " not in shown  # the progress line went
     body = query(env, "open a file in an editor or a pager for the user", 512)
     assert body["tokens_used"] <= 512 and body["records"]
     files = [r for r in body["records"] if not r["item"].startswith("@aggregate/")]  # maps cite many files
@@ -173,29 +167,54 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
         home_ledger.close()
     proj = next(s for s in status(env)["sources"] if s["name"] == "proj")
     assert proj["purged"] == ["termui.py"] and proj["items"]["pending"] == 0
-    # a lift takes effect at once: the glob is scanned now (no periodic rescan comes in this test,
-    # and the file is not touched again), its file tracked and queued before the command returns
     lifted = json.loads(cli(env, "purge", "--path", "termui.py", "--lift", "--json").stdout)
-    assert (lifted["lifted"], lifted["found"], lifted["items"]) == (1, 1, ["proj:termui.py"])
-    home_ledger = Ledger(f"sqlite:///{Path(env['SLEEPD_HOME']) / 'ledger.db'}")
-    try:
-        assert "termui.py" in home_ledger.known_items("proj")
-    finally:
-        home_ledger.close()
-    # refresh --wait returns once the items are fresh: the lifted file is published again
-    done = cli(env, "refresh", "--path", "termui.py", "--wait", "--timeout", "120", "--json")
-    body = json.loads(done.stdout)
-    assert (body["queued"], body["fresh"], body["waiting"], body["failed"]) == (1, 1, 0, 0)
-    assert body["items"][0]["item"] == "termui.py" and body["items"][0]["version"] > 0
-    assert any(r["item"] == "termui.py" for r in query(env, "show a progress bar", 2048)["records"])
-    # and exits 1 naming an item that failed, with its error
-    done = cli(env, "refresh", "--path", "latin1.txt", "--force", "--wait", "--timeout", "120", check=False)
-    assert done.returncode == 1, done.stderr
-    assert done.stdout.startswith("queued 1 items for refresh (forced): proj:latin1.txt")
-    assert "1 of 1 items not fresh: proj:latin1.txt failed (" in done.stderr and "UTF-8" in done.stderr
+    assert lifted["lifted"] == 1
+    (repo / "termui.py").touch()
+    with (repo / "termui.py").open("a") as fh:
+        fh.write("# tracked again\n")
+    wait_for(lambda: any(r["item"] == "termui.py" for r in query(env, "show a progress bar", 2048)["records"]),
+             timeout=90, interval=1.0, what="the lifted file back in memory")
+    refreshed = cli(env, "refresh", "--path", "core.py", "--force").stdout
+    assert "queued 1 items" in refreshed
 
     assert daemon.stop() == 0
     assert cli(env, "check", check=False).returncode == 1
+
+
+def test_a_lift_is_at_once_and_refresh_waits_for_fresh_items(env: dict[str, str], tmp_path: Path) -> None:
+    """The first pass's progress once done; a lifted glob scanned at once (no periodic rescan comes
+    in this test, and the file is not touched again); `refresh --wait` returning once its item is
+    fresh, and exiting 1 naming an item that failed."""
+    repo = _tiny_repo(tmp_path)
+    (repo / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    daemon = Running(env, repo, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: status(env)["daemon"]["ready"], timeout=240, interval=1.0, what="memory ready")
+        first_pass = status(env)["first_pass"]
+        assert (first_pass["state"], first_pass["done"], first_pass["total"], first_pass["eta_s"]) == ("done", 3, 3, 0)
+        assert first_pass["rate_per_s"] > 0
+        shown = " ".join(cli(env, "status").stdout.split())
+        assert "memory ready (first pass " in shown and "first pass: " not in shown  # the progress line went
+
+        assert json.loads(cli(env, "purge", "--path", "NOTES.md", "--json").stdout)["items"] == 1
+        lifted = json.loads(cli(env, "purge", "--path", "NOTES.md", "--lift", "--json").stdout)
+        assert (lifted["lifted"], lifted["found"], lifted["items"]) == (1, 1, ["tiny:NOTES.md"])
+        ledger = Ledger(f"sqlite:///{tmp_path / 'home' / 'ledger.db'}")
+        try:
+            assert "NOTES.md" in ledger.known_items("tiny"), "tracked again before the command returned"
+        finally:
+            ledger.close()
+
+        body = json.loads(cli(env, "refresh", "--path", "NOTES.md", "--wait", "--timeout", "120", "--json").stdout)
+        assert (body["queued"], body["fresh"], body["waiting"], body["failed"]) == (1, 1, 0, 0)
+        assert body["items"][0]["item"] == "NOTES.md" and body["items"][0]["version"] == 1
+
+        done = cli(env, "refresh", "--path", "latin1.txt", "--force", "--wait", "--timeout", "120", check=False)
+        assert done.returncode == 1, done.stderr
+        assert done.stdout.startswith("queued 1 items for refresh (forced): tiny:latin1.txt")
+        assert "1 of 1 items not fresh: tiny:latin1.txt failed (" in done.stderr and "UTF-8" in done.stderr
+    finally:
+        assert daemon.stop() == 0
 
 
 def test_restart_finds_changes_made_while_stopped(env: dict[str, str], repo: Path, tmp_path: Path) -> None:
