@@ -5,6 +5,8 @@ Included by :func:`sleepd.api.create_app`; errors take the API's one JSON shape.
   any token, limited to what it may read (an item it may not read is a 404, like a missing one).
   ``item`` is a path, or SOURCE:KEY / TABLE:KEY; ``?source=`` picks a source.
 - GET /v1/audit?since=&limit=&action=, GET /v1/tokens, POST /v1/tokens/revoke {"name"}: admins only.
+- POST /v1/refresh/state {"items": [id, ...]}: where the items of a refresh stand (fresh, failed,
+  deleted, gone, waiting), for `sleepd refresh --wait`; admins only.
 - GET /metrics: admins only (see :mod:`sleepd.metrics`)."""
 
 from __future__ import annotations
@@ -69,14 +71,15 @@ def admin_router(service: Service) -> APIRouter:
     @router.post("/v1/tokens/revoke")
     async def post_revoke(request: Request) -> dict[str, Any]:
         principal = _admin(_caller(service, request))
-        try:
-            body = await request.json()
-        except ValueError:
-            raise BadRequest("request body is not valid JSON") from None
-        name = body.get("name") if isinstance(body, dict) else None
+        name = (await _json(request)).get("name")
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("'name' must be a principal or a token id")
         return {"name": name, "revoked": revoke(ledger, name.strip(), principal.name)}
+
+    @router.post("/v1/refresh/state")
+    async def post_refresh_state(request: Request) -> dict[str, Any]:
+        principal = _caller(service, request)
+        return await run_in_threadpool(service.refresh_state, principal, (await _json(request)).get("items"))
 
     @router.get("/metrics")
     async def get_metrics(request: Request) -> Response:
@@ -95,6 +98,15 @@ def _caller(service: Service, request: Request) -> Principal:
     if principal is None:
         raise Unauthorized("invalid token")
     return principal
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    """The request's JSON object ({} when it is some other JSON value)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("request body is not valid JSON") from None
+    return body if isinstance(body, dict) else {}
 
 
 def _admin(principal: Principal) -> Principal:

@@ -1,6 +1,8 @@
-"""Reading the audit log: who did what, when (token create, revoke and refusals, refresh,
-purge, reindex...). Written by :meth:`Ledger.audit`; read here for ``sleepd audit`` and
-GET /v1/audit, admins only."""
+"""Reading the audit log: who did what, when. The actions: ``token.create``, ``token.revoke``,
+``token.refused``, ``refresh``, ``purge``, ``purge.lift``, ``reindex``, ``source.add``,
+``source.change``, ``source.remove``. Written by :meth:`Ledger.audit` (and by
+:meth:`Ledger.save_source` for sources); read here for ``sleepd audit`` and GET /v1/audit, admins
+only."""
 
 from __future__ import annotations
 

@@ -153,6 +153,9 @@ class Daemon:
         self.started_at = 0.0
         #: seconds from start until the first scan's work was published and indexed; None before
         self.first_pass_s: float | None = None
+        #: items done (enriched or failed) when the daemon started: the first pass's rate counts
+        #: only what this daemon does
+        self.done_at_start = 0
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -167,13 +170,17 @@ class Daemon:
             raise Unavailable(f"the index in home {home} stayed in use by a sleepd command for "
                               f"{defaults.DAEMON_START_WAIT_SECONDS:g} s")
         from sleepd.ledger import Ledger
+        from sleepd.progress import item_counts
         from sleepd.scheduler import Scheduler
         from sleepd.service import Service
         from sleepd.watchers import Watchers
 
         self.ledger = Ledger(self.settings.database_url)
-        for source in (*self.settings.sources, *self.extra_sources):
-            self.ledger.save_source(source)
+        for source in self.settings.sources:
+            self.ledger.save_source(source, actor="config")
+        for source in self.extra_sources:
+            self.ledger.save_source(source, actor="sleepd run")
+        self.done_at_start = item_counts(self.ledger.status())[0]
         self._ensure_token(home)
         self.service = Service.open(self.settings, self.ledger)
         self.service.extra_status = self._extra_status
@@ -188,6 +195,7 @@ class Daemon:
         self.scheduler = Scheduler(self.ledger, self.settings, send, pipeline_version(self.settings))
         self.service.on_refresh = self.scheduler.wake.set
         self.watchers = Watchers(self.ledger.sources(), self.ledger, self.settings, on_change=self.scheduler.wake.set)
+        self.service.rescan = self.watchers.scan_now  # a lifted purge is scanned by the running watchers
         self._serve_api()
         self._spawn("first-scan", self._first_scan)
         self._spawn("indexer", lambda: self.service.indexer.run(self.stop_event))
@@ -276,13 +284,24 @@ class Daemon:
         self.watchers.run_rescans(self.stop_event)
 
     def _announce_first_pass(self) -> None:
-        """Say once, when the first scan's work is all published and indexed, how much it made:
-        from then on ``status`` reports the memory ready (``first_pass_s``)."""
+        """Log the first pass's progress every ``PROGRESS_LOG_SECONDS`` while it moves (lines, not
+        a live bar: the worker's log lines would cut through one), and say once, when the first
+        scan's work is all published and indexed, how much it made: from then on ``status``
+        reports the memory ready (``first_pass_s``)."""
+        from sleepd.progress import first_pass_line, first_pass_progress
+
+        told_at, told_done = time.monotonic(), -1
         while not self.stop_event.wait(1.0):
             try:
                 report = self.ledger.status()
             except Exception:  # the ledger may be down for a while: ask again
                 continue
+            if time.monotonic() - told_at >= defaults.PROGRESS_LOG_SECONDS:
+                progress = first_pass_progress(report, self.started_at, self.done_at_start, None)
+                if progress["done"] != told_done and progress["done"] < progress["total"]:
+                    log.info("%s", first_pass_line(progress))
+                    told_done = progress["done"]
+                told_at = time.monotonic()
             items = sum(n for src in report["sources"] for state, n in src["items"].items() if state != "deleted")
             pending = sum(src["items"]["pending"] for src in report["sources"])
             if pending == 0 and not report["queue"] and report["index_lag"] == 0:
@@ -347,8 +366,11 @@ class Daemon:
         ok = self.state == DaemonState.RUNNING and all(v == "ok" for v in components.values())
         return {"status": "ok" if ok else "degraded", "state": self.state.value, "components": components}
 
-    def _extra_status(self) -> dict[str, Any]:
+    def _extra_status(self, report: dict[str, Any]) -> dict[str, Any]:
+        from sleepd.progress import first_pass_progress
+
         return {
+            "first_pass": first_pass_progress(report, self.started_at, self.done_at_start, self.first_pass_s),
             "daemon": {"state": self.state.value, "pid": os.getpid(),
                        "uptime_s": round(time.time() - self.started_at, 1), "api": self.settings.base_url,
                        "worker_pid": self.worker_pid, "worker_restarts": self.worker_restarts,

@@ -123,6 +123,16 @@ LLM_MAX_BACKOFF_SECONDS = 30.0
 TOKEN_TOUCH_SECONDS = 60.0
 #: audit rows returned by one `sleepd audit` or GET /v1/audit unless a limit is given
 AUDIT_LIMIT = 200
+#: how long `sleepd refresh --wait` waits for its items to be fresh unless --timeout says
+REFRESH_WAIT_SECONDS = 600.0
+#: how often `sleepd refresh --wait` asks the daemon where its items stand
+REFRESH_POLL_SECONDS = 0.5
+#: item ids one POST /v1/refresh/state may ask about (refresh --wait asks in chunks of this)
+REFRESH_STATE_MAX = 10_000
+#: how often the daemon logs the first pass's progress while it moves ("first pass: 120/400 items...")
+PROGRESS_LOG_SECONDS = 15.0
+#: keys a lift or a dry run lists by name (the count covers them all)
+LISTED_KEYS = 50
 #: query latency histogram buckets (seconds): the edge index answers in ms, a cold model in ~1 s
 QUERY_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: tokens-per-pack histogram buckets: the budgets people ask for, 16 to 65,536

@@ -101,7 +101,8 @@ class _RemoteBackend:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         client = Client.discover(self.settings)
         if client is None:
-            raise ToolError(f"the sleepd daemon is not running at {self.settings.base_url}: start it with `sleepd run`")
+            raise ToolError(f"no sleepd daemon answers for home {self.settings.home} (looked at "
+                            f"{self.settings.base_url}): start it with `sleepd run`")
         try:
             return client.get(path) if method == "GET" else client.post(path, body)
         finally:

@@ -15,6 +15,7 @@ from sleepd.errors import BadRequest, Forbidden, NotFound
 from sleepd.index import VectorIndex, open_index
 from sleepd.indexer import Indexer
 from sleepd.ledger import Ledger
+from sleepd.ledger.refresh import freshness_counts
 from sleepd.query import QueryEngine, QueryResult
 from sleepd.retention import Retention
 from sleepd.settings import FileSource, Settings
@@ -38,10 +39,14 @@ class Service:
         self._embedder = embedder
         self._engine: QueryEngine | None = None
         self._roots_read = -ROOTS_SECONDS
-        #: extra status from the daemon (components, worker, scheduler) when one runs this
-        self.extra_status: Callable[[], dict[str, Any]] | None = None
+        #: extra status from the daemon (components, worker, scheduler, first pass) when one runs
+        #: this; it is given the status report so far
+        self.extra_status: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         #: called after refresh so the scheduler does not wait for its next tick
         self.on_refresh: Callable[[], None] | None = None
+        #: scans the named sources now (the daemon's running watchers); without it, a lifted purge
+        #: is scanned by watchers made for the occasion
+        self.rescan: Callable[[list[str]], object] | None = None
 
     @classmethod
     def open(cls, settings: Settings, ledger: Ledger | None = None) -> Service:
@@ -76,19 +81,31 @@ class Service:
     def status(self) -> dict[str, Any]:
         status = status_report(self.ledger, self.settings)
         if self.extra_status is not None:
-            status.update(self.extra_status())
+            status.update(self.extra_status(status))
         return status
 
     def refresh(self, principal: Principal, source: str | None = None, pattern: str | None = None,
                 force: bool = False) -> dict[str, Any]:
         _require_admin(principal)
         self._check_source(source)
-        queued = self.ledger.request_refresh(source, pattern, force)
+        items = self.ledger.queue_refresh(source, pattern, force)
         self.ledger.audit(principal.name, "refresh", {"source": source, "path": pattern, "force": force,
-                                                      "queued": queued})
+                                                      "queued": len(items)})
         if self.on_refresh is not None:
             self.on_refresh()
-        return {"queued": queued, "source": source, "path": pattern, "force": force}
+        return {"queued": len(items), "items": items, "source": source, "path": pattern, "force": force}
+
+    def refresh_state(self, principal: Principal, item_ids: object) -> dict[str, Any]:
+        """Where the items of a refresh stand (see :meth:`Ledger.freshness`), with counts by state:
+        ``sleepd refresh --wait`` polls it until none is "waiting"."""
+        _require_admin(principal)
+        if not isinstance(item_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                      for i in item_ids):
+            raise BadRequest("'items' must be a list of item ids (whole numbers), as refresh returned them")
+        if len(item_ids) > defaults.REFRESH_STATE_MAX:
+            raise BadRequest(f"at most {defaults.REFRESH_STATE_MAX} items per call; got {len(item_ids)}")
+        items = self.ledger.freshness(item_ids)
+        return {"items": items, **freshness_counts(items)}
 
     def purge(self, principal: Principal, source: str | None = None, pattern: str | None = None,
               lift: bool = False, dry_run: bool = False, keep_excluded: bool = False) -> dict[str, Any]:
@@ -104,8 +121,14 @@ class Service:
             lifted = self.ledger.lift_purge(source, pattern)
             if not lifted:
                 raise NotFound(f"no purge of {pattern!r} in {'source ' + repr(source) if source else 'all sources'}")
-            self.ledger.audit(principal.name, "lift_purge", {"source": source, "path": pattern})
-            return {"source": source, "path": pattern, "lifted": lifted}
+            # at once, not at the next periodic rescan: the glob's files are tracked and queued now
+            self._rescan([source] if source else [s.name for s in self.ledger.sources()])
+            found = self.ledger.tracked(source, pattern)
+            self.ledger.audit(principal.name, "purge.lift", {"source": source, "path": pattern, "found": len(found)})
+            if self.on_refresh is not None:
+                self.on_refresh()
+            return {"source": source, "path": pattern, "lifted": lifted, "found": len(found),
+                    "items": found[:defaults.LISTED_KEYS]}
         if source is None and pattern is None:
             raise BadRequest("purge needs a source or a path glob")
         self._check_source(source)
@@ -124,7 +147,23 @@ class Service:
             for name in [source] if source else [s.name for s in self.ledger.sources()]:
                 refresh_aggregates(self.ledger, name, when_quiet=False)
         self.ledger.audit(principal.name, "purge", {"source": source, "path": pattern, **receipt.as_dict()})
+        if source is not None and pattern is None:  # the whole source went: it is forgotten too
+            self.ledger.audit(principal.name, "source.remove", {"source": source, "items": receipt.items})
         return {"source": source, "path": pattern, **receipt.as_dict()}
+
+    def _rescan(self, names: list[str]) -> None:
+        if self.rescan is not None:
+            self.rescan(names)
+            return
+        from sleepd.watchers import watcher_for
+
+        for source in self.ledger.sources():
+            if source.name in names:
+                watcher = watcher_for(source, self.ledger, self.settings)
+                try:
+                    watcher.scan()
+                finally:
+                    watcher.stop()
 
     def reindex(self, principal: Principal) -> dict[str, Any]:
         _require_admin(principal)

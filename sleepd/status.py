@@ -20,7 +20,8 @@ STATUS_SKIPPED = 20
 
 def status_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
     """Sources (with their skipped files), items by state, the queue, records, index lag; an ``llm``
-    block too when ``settings`` configure the LLM layer (model, tokens today, budget left, calls)."""
+    block too when ``settings`` configure the LLM layer (model, tokens today, budget left, calls).
+    The oldest pending change per source is the scheduler's (its ``queue``)."""
     report = ledger.status()
     for source in report.get("sources", []):
         source["skipped"] = skipped_summary(ledger, source["name"])
@@ -35,3 +36,4 @@ def skipped_summary(ledger: Ledger, source: str) -> dict[str, Any]:
     skipped = skipped_files(ledger, source)
     return {"count": len(skipped), "reasons": dict(Counter(skipped.values()).most_common()),
             "items": [{"item": k, "reason": v} for k, v in sorted(skipped.items())[:STATUS_SKIPPED]]}
+

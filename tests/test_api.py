@@ -1,5 +1,5 @@
 """The HTTP API in-process over the real pipeline: query shape and budget, auth, the one
-error shape, permissions, purge, reindex, stale items."""
+error shape, permissions, purge, refresh and where its items stand, reindex, stale items."""
 
 from __future__ import annotations
 
@@ -331,3 +331,60 @@ def test_binary_files_are_skipped_in_status_not_failures(make_settings: Callable
     finally:
         svc.close()
         svc.ledger.close()
+
+
+def test_refresh_names_its_items_and_says_when_they_are_fresh(service: Service, client: TestClient,
+                                                              admin: dict[str, str], embedder: Embedder) -> None:
+    """POST /v1/refresh returns the items it queued; POST /v1/refresh/state says each is waiting
+    until the pipeline has run it, then fresh; an id that no longer exists is gone."""
+    body = client.post("/v1/refresh", json={"source": "click", "path": "*.py", "force": True}, headers=admin).json()
+    assert body["queued"] == 3 and [(i["source"], i["item"]) for i in body["items"]] == [
+        ("click", "core.py"), ("click", "decorators.py"), ("click", "termui.py")]
+    ids = [i["id"] for i in body["items"]]
+    state = client.post("/v1/refresh/state", json={"items": [*ids, 987654]}, headers=admin).json()
+    assert [i["state"] for i in state["items"]] == ["waiting", "waiting", "waiting", "gone"]
+    assert (state["waiting"], state["fresh"], state["gone"]) == (3, 0, 1)
+    enrich_pending(service, embedder)
+    state = client.post("/v1/refresh/state", json={"items": ids}, headers=admin).json()
+    assert [(i["item"], i["state"], i["version"]) for i in state["items"]] == [
+        ("core.py", "fresh", 2), ("decorators.py", "fresh", 2), ("termui.py", "fresh", 2)]  # forced: a new version
+    for bad in ({"items": "core.py"}, {"items": [True]}, {}, [1, 2]):
+        r = client.post("/v1/refresh/state", json=bad, headers=admin)
+        assert r.status_code == 400 and "'items' must be a list of item ids" in r.json()["error"]["message"], bad
+    reader = {"Authorization": f"Bearer {create_token(service.ledger, 'ana')}"}
+    assert client.post("/v1/refresh/state", json={"items": ids}, headers=reader).status_code == 403
+
+
+def test_refresh_wait_gives_up_after_its_timeout_naming_what_waits(
+        service: Service, settings: Settings, admin: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A daemon's API with no worker behind it: nothing gets fresh, so `refresh --wait` exits 1
+    after its timeout, naming the item still waiting."""
+    import uvicorn
+
+    from sleepd.cli import main
+    from tests.helpers import free_port, wait_for
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning",
+                                          lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="the API")
+    monkeypatch.setenv("SLEEPD_HOME", str(settings.home))
+    monkeypatch.setenv("SLEEPD_CONFIG", "")
+    monkeypatch.setenv("SLEEPD_API_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("SLEEPD_TOKEN", admin["Authorization"].removeprefix("Bearer "))
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["refresh", "--path", "README.md", "--force", "--wait", "--timeout", "1"])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    out, err = capsys.readouterr()
+    assert exited.value.code == 1
+    queued, waited = out.splitlines()
+    assert queued == "queued 1 items for refresh (forced): click:README.md"
+    assert waited.startswith("0 fresh, 0 failed, 0 gone, 1 not fresh yet, after ")
+    assert float(waited.split("after ")[1].removesuffix(" s")) >= 1.0
+    assert "1 of 1 items not fresh: click:README.md waiting" in err and "\n" not in err.strip()

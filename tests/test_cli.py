@@ -99,7 +99,9 @@ def test_without_a_daemon(home: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, out, err = _run(capsys, "check")
     assert code == 1 and out == "" and _one_line(err) == f"unhealthy: daemon not running (home {home})"
     code, out, _ = _run(capsys, "status", "--json")
-    assert code == 0 and '"state": "not running"' in out
+    assert code == 0 and json.loads(out)["daemon"] == {"state": "not running", "home": str(home)}
+    code, out, _ = _run(capsys, "status")
+    assert code == 0 and f"daemon: not running (home {home})" in " ".join(out.split())
     code, out, _ = _run(capsys, "token", "list", "--json")
     assert code == 0 and '"tokens": []' in out
     code, _, err = _run(capsys, "history", "wages.md")
@@ -175,3 +177,55 @@ def test_json_logs_are_one_object_per_line(home: Path, capsys: pytest.CaptureFix
     assert [(e["level"], e["logger"], e["message"]) for e in lines] == [
         ("INFO", "sleepd.worker", "repo:a.py: published v2"), ("ERROR", "sleepd.worker", "boom")]
     assert "ZeroDivisionError" in lines[1]["exc"] and lines[0]["at"].endswith("+00:00")
+
+
+def test_lift_scans_at_once_and_refresh_cannot_wait_without_a_daemon(home: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """With no daemon a lifted glob is scanned by the command itself (the next daemon enriches
+    it); refresh says what it queued, and --wait says it cannot wait without a daemon."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nalpha\n")
+    (folder / "b.md").write_text("# B\n\nbeta\n")
+    assert _run(capsys, "sources", "add", str(folder), "--name", "notes")[0] == 0
+    code, out, _ = _run(capsys, "purge", "--path", "a.md", "--keep-excluded", "--json")
+    assert code == 0 and json.loads(out)["items"] == 0
+    code, out, _ = _run(capsys, "purge", "--path", "a.md", "--lift")
+    assert code == 0 and out.strip() == "lifted the purge of a.md: 1 items found and tracked again: notes:a.md"
+    ledger = Ledger(f"sqlite:///{home / 'ledger.db'}")
+    try:
+        assert ledger.known_items("notes")["a.md"].state == "pending"
+    finally:
+        ledger.close()
+    code, out, _ = _run(capsys, "refresh", "--path", "*.md", "--json")
+    body = json.loads(out)
+    assert code == 0 and body["queued"] == 2 and [i["item"] for i in body["items"]] == ["a.md", "b.md"]
+    code, out, err = _run(capsys, "refresh", "--path", "a.md", "--wait")
+    assert code == 2 and out.strip() == "queued 1 items for refresh: notes:a.md"
+    assert f"cannot wait without a daemon: none runs for home {home}" in _one_line(err)
+    code, _, err = _run(capsys, "refresh", "--timeout", "5")
+    assert code == 2 and "--timeout goes with --wait" in _one_line(err)
+
+
+def test_the_audit_log_covers_every_admin_action(home: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nalpha\n")
+    steps = [("sources", "add", str(folder), "--name", "notes"), ("token", "create", "ana"),
+             ("token", "revoke", "ana"), ("purge", "--path", "a.md", "--keep-excluded"),
+             ("purge", "--path", "a.md", "--lift"), ("refresh",), ("reindex",), ("purge", "--source", "notes")]
+    for step in steps:
+        code, _, err = _run(capsys, *step)
+        assert code == 0, (step, err)
+    code, out, _ = _run(capsys, "audit", "--json")
+    entries = json.loads(out)["entries"]
+    assert [e["action"] for e in entries] == ["source.add", "token.create", "token.revoke", "purge", "purge.lift",
+                                              "refresh", "reindex", "purge", "source.remove"]
+    assert entries[0]["actor"] == "cli" and entries[0]["detail"]["where"] == str(folder.resolve())
+    assert entries[4]["detail"] == {"source": None, "path": "a.md", "found": 1}
+    assert entries[-1]["detail"] == {"source": "notes", "items": 1}
+    # adding the same source again changes nothing and audits nothing
+    assert _run(capsys, "sources", "add", str(folder), "--name", "notes")[0] == 0
+    code, out, _ = _run(capsys, "audit", "--action", "source.add", "--json")
+    assert len(json.loads(out)["entries"]) == 2  # removed in between: added again

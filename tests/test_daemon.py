@@ -67,10 +67,11 @@ class Running:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    # the load rule is off (test_scheduler tests it): a shared CI machine's load must not decide here
+    # the load rule is off (test_scheduler tests it): a shared CI machine's load must not decide here;
+    # no periodic rescan comes during a test: what it sees comes from the first scan, events or a lift
     return {**os.environ, "SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_API_PORT": str(free_port()),
             "SLEEPD_IDLE_SECONDS": "1", "SLEEPD_DEBOUNCE_SECONDS": "0.3", "SLEEPD_MAX_FILE_BYTES": "200000",
-            "SLEEPD_BUSY_LOAD_PER_CORE": "1000"}
+            "SLEEPD_BUSY_LOAD_PER_CORE": "1000", "SLEEPD_RESCAN_SECONDS": "1000000"}
 
 
 @pytest.fixture
@@ -166,7 +167,7 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
         home_ledger.close()
     proj = next(s for s in status(env)["sources"] if s["name"] == "proj")
     assert proj["purged"] == ["termui.py"] and proj["items"]["pending"] == 0
-    lifted = json.loads(cli(env, "purge", "--path", "termui.py", "--lift").stdout)
+    lifted = json.loads(cli(env, "purge", "--path", "termui.py", "--lift", "--json").stdout)
     assert lifted["lifted"] == 1
     (repo / "termui.py").touch()
     with (repo / "termui.py").open("a") as fh:
@@ -178,6 +179,42 @@ def test_run_query_edit_delete_and_bad_files(daemon: Running, env: dict[str, str
 
     assert daemon.stop() == 0
     assert cli(env, "check", check=False).returncode == 1
+
+
+def test_a_lift_is_at_once_and_refresh_waits_for_fresh_items(env: dict[str, str], tmp_path: Path) -> None:
+    """The first pass's progress once done; a lifted glob scanned at once (no periodic rescan comes
+    in this test, and the file is not touched again); `refresh --wait` returning once its item is
+    fresh, and exiting 1 naming an item that failed."""
+    repo = _tiny_repo(tmp_path)
+    (repo / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    daemon = Running(env, repo, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: status(env)["daemon"]["ready"], timeout=240, interval=1.0, what="memory ready")
+        first_pass = status(env)["first_pass"]
+        assert (first_pass["state"], first_pass["done"], first_pass["total"], first_pass["eta_s"]) == ("done", 3, 3, 0)
+        assert first_pass["rate_per_s"] > 0
+        shown = " ".join(cli(env, "status").stdout.split())
+        assert "memory ready (first pass " in shown and "first pass: " not in shown  # the progress line went
+
+        assert json.loads(cli(env, "purge", "--path", "NOTES.md", "--json").stdout)["items"] == 1
+        lifted = json.loads(cli(env, "purge", "--path", "NOTES.md", "--lift", "--json").stdout)
+        assert (lifted["lifted"], lifted["found"], lifted["items"]) == (1, 1, ["tiny:NOTES.md"])
+        ledger = Ledger(f"sqlite:///{tmp_path / 'home' / 'ledger.db'}")
+        try:
+            assert "NOTES.md" in ledger.known_items("tiny"), "tracked again before the command returned"
+        finally:
+            ledger.close()
+
+        body = json.loads(cli(env, "refresh", "--path", "NOTES.md", "--wait", "--timeout", "120", "--json").stdout)
+        assert (body["queued"], body["fresh"], body["waiting"], body["failed"]) == (1, 1, 0, 0)
+        assert body["items"][0]["item"] == "NOTES.md" and body["items"][0]["version"] == 1
+
+        done = cli(env, "refresh", "--path", "latin1.txt", "--force", "--wait", "--timeout", "120", check=False)
+        assert done.returncode == 1, done.stderr
+        assert done.stdout.startswith("queued 1 items for refresh (forced): tiny:latin1.txt")
+        assert "1 of 1 items not fresh: tiny:latin1.txt failed (" in done.stderr and "UTF-8" in done.stderr
+    finally:
+        assert daemon.stop() == 0
 
 
 def test_restart_finds_changes_made_while_stopped(env: dict[str, str], repo: Path, tmp_path: Path) -> None:
@@ -362,3 +399,33 @@ def test_a_crashing_worker_is_restarted_ever_more_slowly(env: dict[str, str], tm
         code = run.wait(timeout=60)
         log.close()
     assert code == 0
+
+
+@pytest.mark.parametrize("broker", ["filesystem", "redis"])
+def test_the_embedded_worker_keeps_celery_out_of_the_terminal(broker: str, tmp_path: Path,
+                                                              request: pytest.FixtureRequest) -> None:
+    """The worker as the daemon starts it (the daemon's pid in SLEEPD_PARENT_PID), on either broker
+    and as root where the tests run as root: no Celery banner, no warning about running as root,
+    no kombu warning about a missing hostname; its own log lines still come through."""
+    from sleepd import defaults
+    from sleepd.settings import load_settings
+    from workers.app import configure
+
+    broker_url = request.getfixturevalue("redis_url") if broker == "redis" else "filesystem://"
+    env = {**os.environ, "SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_CONFIG": "", "SLEEPD_BROKER_URL": broker_url,
+           "SLEEPD_PARENT_PID": str(os.getpid())}
+    out_path, err_path = tmp_path / "worker.out", tmp_path / "worker.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        worker = subprocess.Popen([sys.executable, "-m", "sleepd", "worker"], env=env, stdout=out, stderr=err)
+    try:
+        configure(load_settings(env)).send_task("sleepd.no_such_task", queue=defaults.QUEUE)
+        # a message it cannot run is logged as an error: the worker is up and consuming by then
+        wait_for(lambda: worker.poll() is not None or "sleepd.no_such_task" in err_path.read_text(),
+                 timeout=120, interval=0.5, what="the worker to take the message")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    shown = out_path.read_text() + err_path.read_text()
+    assert "Received unregistered task of type 'sleepd.no_such_task'" in shown, shown
+    assert "superuser" not in shown and "[tasks]" not in shown and "[config]" not in shown, shown
+    assert "No hostname was supplied" not in shown, shown

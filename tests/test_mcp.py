@@ -88,7 +88,7 @@ def test_mcp_query_returns_cited_records(api: tuple[str, str], tmp_path: Path) -
 def test_mcp_without_a_daemon_says_how_to_start_it(tmp_path: Path) -> None:
     env = {**os.environ, "SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_API_URL": f"http://127.0.0.1:{free_port()}"}
     is_error, message = _call(env, "status", {})
-    assert is_error and "sleepd run" in message
+    assert is_error and "sleepd run" in message and f"home {tmp_path / 'home'}" in message
 
 
 def _http_call(url: str, token: str, tool: str, args: dict[str, Any]) -> tuple[set[str], bool, Any]:

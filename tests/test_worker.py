@@ -4,6 +4,7 @@ PostgreSQL and a Qdrant (client) index."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -30,7 +31,7 @@ from sleepd.settings import FileSource, Settings, SqlSource, SqlTable
 from sleepd.watchers import Watchers
 from tests.helpers import free_port, wait_for
 from workers.app import configure
-from workers.tasks import TASK_NAME, run_batch
+from workers.tasks import TASK_NAME, enrich_items, run_batch
 
 ADMIN = Principal("t", admin=True)
 
@@ -260,7 +261,8 @@ def test_a_batch_embeds_together_but_publishes_and_fails_each_item_alone(
 
 
 def test_an_unexpected_error_fails_its_item_and_the_batchmates_publish(
-        make_settings: Callable[..., Settings], tmp_path: Path, pg_url: str, embedder: Embedder) -> None:
+        make_settings: Callable[..., Settings], tmp_path: Path, pg_url: str, embedder: Embedder,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Not only ItemError: any error of one item (here PostgreSQL refusing a NUL that sits past the
     binary sniff) fails that item with its error, closes its change, and the others publish."""
     settings = make_settings(database_url=pg_url)
@@ -276,10 +278,32 @@ def test_an_unexpected_error_fails_its_item_and_the_batchmates_publish(
     outcomes = run_batch(ledger, embedder, settings, [(items[k].id or 0, False) for k in keys])
     assert [o.status for o in outcomes] == ["published", "failed", "published", "published"]
     assert "NUL" in (outcomes[1].error or "") and len(outcomes[1].error or "") < 1000
+    assert [r.getMessage() for r in caplog.records if r.name == "sleepd.worker"] == ["repo:late_nul.py failed"]
     after = ledger.known_items("repo")
     assert after["late_nul.py"].state == ItemState.FAILED.value and "NUL" in (after["late_nul.py"].error or "")
     assert all(after[k].state == ItemState.ENRICHED.value for k in keys if k != "late_nul.py")
     assert ledger.in_flight(settings.lease_seconds) == 0, "every change closed: nothing re-runs after its lease"
+    ledger.close()
+
+
+def test_the_task_names_its_items_in_the_log(make_settings: Callable[..., Settings], tmp_path: Path,
+                                             embedder: Embedder, caplog: pytest.LogCaptureFixture) -> None:
+    """By source and path, as a person knows them, not by their number; an item gone since it was
+    queued by its number, as nothing else is left to name it."""
+    settings = make_settings()
+    configure(settings)
+    ledger = Ledger(settings.database_url)
+    write_repo(tmp_path / "repo", n=2)
+    ledger.save_source(FileSource(name="repo", path=tmp_path / "repo"))
+    Watchers(ledger.sources(), ledger, settings).scan_all()
+    ids = [ledger.known_items("repo")[k].id or 0 for k in ("mod0.py", "mod1.py")]
+    with caplog.at_level(logging.INFO, logger="sleepd.worker"):
+        statuses = enrich_items.apply(args=[[[ids[0], False], [ids[1], False], [987654, False]]]).get()
+    assert statuses == ["published", "published", "missing"]
+    records = {i: ledger.known_items("repo")[f"mod{i}.py"].n_records for i in range(2)}
+    assert [r.getMessage() for r in caplog.records if r.name == "sleepd.worker"] == [
+        f"repo:mod0.py: published v1 ({records[0]} records)", f"repo:mod1.py: published v1 ({records[1]} records)",
+        "item 987654: missing"]
     ledger.close()
 
 

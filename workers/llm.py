@@ -105,8 +105,10 @@ def _transient(exc: Exception) -> str | None:
 class _Caller:
     """Requests for one item: reserve, call, settle, retry."""
 
-    def __init__(self, ledger: Ledger, settings: Settings, source: str, item_id: int, prompt_tokens: int) -> None:
+    def __init__(self, ledger: Ledger, settings: Settings, source: str, item_id: int, prompt_tokens: int,
+                 path: str) -> None:
         self.ledger, self.settings, self.source, self.item_id = ledger, settings, source, item_id
+        self.name = f"{source}:{path}"  # logs name the item as a person knows it
         self.prompt_tokens = prompt_tokens
         self.model = settings.llm_model or ""
         self.endpoint = (settings.llm_base_url or "", self.model)
@@ -171,7 +173,7 @@ class _Caller:
                     if asked > defaults.LLM_MAX_BACKOFF_SECONDS:
                         raise _Unavailable(f"{reason} (retry after {asked:.0f}s)") from None
                     wait = asked + random.uniform(0, defaults.LLM_BACKOFF_SECONDS / 2)
-                log.info("item %s: %s; retry %d in %.2fs", self.item_id, outcome, attempt, wait)
+                log.info("%s: LLM %s; retry %d in %.2fs", self.name, outcome, attempt, wait)
                 time.sleep(wait)
                 delay *= 2
                 continue
@@ -189,7 +191,7 @@ def enrich_with_llm(ledger: Ledger, settings: Settings, source: str, item_id: in
     tokenizer = get_tokenizer(settings.tokenizer)
     messages = build_messages(path, text, drafts, tokenizer)
     prompt_tokens = sum(tokenizer.count(m["content"]) for m in messages) + 8  # role and framing tokens
-    caller = _Caller(ledger, settings, source, item_id, prompt_tokens)
+    caller = _Caller(ledger, settings, source, item_id, prompt_tokens, path)
     result = LlmResult()
     try:
         for round_ in (1, 2):
@@ -214,7 +216,7 @@ def enrich_with_llm(ledger: Ledger, settings: Settings, source: str, item_id: in
         caller.close()
     result.requests = caller.requests
     if result.outcome != "ok":
-        log.info("item %s (%s): LLM part skipped: %s: %s", item_id, path, result.outcome, result.reason)
+        log.info("%s:%s: LLM part skipped: %s: %s", source, path, result.outcome, result.reason)
     return result
 
 

@@ -24,6 +24,7 @@ from sleepd.errors import ItemError, Unavailable
 from sleepd.ledger import Ledger
 from sleepd.llm_budget import llm_version
 from sleepd.records import Draft
+from sleepd.schema import ItemRow
 from sleepd.settings import Settings, Source
 from sleepd.tokens import get_tokenizer
 from workers.app import app, current_settings
@@ -67,6 +68,16 @@ class Outcome:
     llm: str | None = None
     #: with status "retry": the transient error, which the task retries for this item alone
     exc: BaseException | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> str:
+        """For the log: "published v2 (5 records)", "unchanged v2", "deleted (3 records retracted)",
+        "failed: ValueError: ..."."""
+        text = self.status + (f" v{self.version}" if self.version is not None else "")
+        if self.status in ("published", "deleted"):
+            text += f" ({self.records} records{' retracted' if self.status == 'deleted' else ''})"
+        if self.error:
+            text += f": {self.error}"
+        return text + (f" (llm: {self.llm})" if self.llm else "")
 
 
 @dataclass
@@ -153,7 +164,8 @@ def _guarded(ledger: Ledger, item_id: int, seen: int, step: Callable[[], Outcome
     except TRANSIENT as exc:
         return Outcome("retry", error=_describe(exc), exc=exc)
     except Exception as exc:
-        log.exception("item %s failed", item_id)
+        item = ledger.item(item_id)  # read on failure only: the log names the item as a person knows it
+        log.exception("%s failed", f"{item.source}:{item.key}" if item else f"item {item_id}")
         message = _describe(exc)
         ledger.fail_item(item_id, message, seen)
         return Outcome("failed", error=message)
@@ -200,10 +212,11 @@ def _prepare(ledger: Ledger, embedder: Embedder, settings: Settings, item_id: in
     return _Ready(item_id, digest, target, drafts, access, seen, force, item.version, llm)
 
 
-def then_aggregates(ledger: Ledger, item_id: int) -> None:
+def then_aggregates(ledger: Ledger, item_id: int, item: ItemRow | None = None) -> None:
     """After a task for an item: observe its source's aggregates with their input hashes once the last
-    open change of the source is done, so those that depend on what changed are re-made, only those."""
-    item = ledger.item(item_id)
+    open change of the source is done, so those that depend on what changed are re-made, only those.
+    ``item``: the item's row when the caller read it already."""
+    item = item or ledger.item(item_id)
     if item is not None and not is_aggregate(item.key):
         refresh_aggregates(ledger, item.source)
 
@@ -252,13 +265,12 @@ def enrich_items(self: Any, items: list[list[Any]]) -> list[str]:
     ledger = _ledger(settings.database_url)
     pairs = [(int(item_id), bool(force)) for item_id, force in items]
     ledger.start_attempt([item_id for item_id, _ in pairs])
+    rows = ledger.items_by_id([item_id for item_id, _ in pairs])  # one read names them all in the log
     outcomes = run_batch(ledger, get_embedder(settings.embed_backend, settings.home / "models"), settings, pairs)
     for (item_id, _), outcome in zip(pairs, outcomes, strict=True):
-        then_aggregates(ledger, item_id)
-        item = ledger.item(item_id)  # named by source and key in the log, as a person knows it
-        log.info("%s: %s v%s (%s records)%s%s", f"{item.source}:{item.key}" if item else f"item {item_id}",
-                 outcome.status, outcome.version, outcome.records,
-                 f" error: {outcome.error}" if outcome.error else "", f" llm: {outcome.llm}" if outcome.llm else "")
+        item = rows.get(item_id)  # named by source and key in the log, as a person knows it
+        then_aggregates(ledger, item_id, item)
+        log.info("%s: %s", f"{item.source}:{item.key}" if item else f"item {item_id}", outcome.describe())
     again = [(pair, o) for pair, o in zip(pairs, outcomes, strict=True) if o.status == "retry"]
     if again and self.request.retries < MAX_RETRIES:
         countdown = get_exponential_backoff_interval(factor=1, retries=self.request.retries,

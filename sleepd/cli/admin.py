@@ -140,12 +140,14 @@ def diff(item: str, a: int, b: int, source: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.option("--since", help="From this time: 30m, 2h, 7d, an ISO date or time (UTC), or Unix seconds.")
-@click.option("--action", help="Only this action (token.create, token.revoke, token.refused, purge, ...).")
+@click.option("--action", help="Only this action (token.create, token.revoke, token.refused, refresh, purge, "
+              "purge.lift, reindex, source.add, source.change, source.remove).")
 @click.option("--limit", type=int, default=defaults.AUDIT_LIMIT, show_default=True,
               help="The newest this many entries.")
 @json_option
 def audit(since: str | None, action: str | None, limit: int, as_json: bool) -> None:
-    """The audit log: who created and revoked tokens, refused requests, refreshes, purges."""
+    """The audit log: who created and revoked tokens, refused requests, refreshed, purged, lifted a
+    purge, reindexed, and added, changed or removed a source; and when."""
     from sleepd.audit import audit_entries, parse_since
 
     start = parse_since(since)  # a bad time fails here, before reaching a daemon

@@ -18,7 +18,7 @@ from sleepd.auth import Principal
 from sleepd.settings import Settings, load_settings
 
 __all__ = ["EXIT_DAEMON_STARTING", "LOCAL_ADMIN", "call", "daemon_starting", "env_option", "err", "json_option",
-           "load_settings", "out", "print_json"]
+           "load_settings", "out", "print_json", "reach"]
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line for scripts and grep
@@ -101,15 +101,26 @@ def _service(settings: Settings, lock: Any) -> Iterator[Any]:
         lock.release()
 
 
-def call(settings: Settings, method: str, path: str, body: dict[str, Any] | None,
-         local: Callable[[Any], Any]) -> dict[str, Any]:
-    """Through the daemon's API when one answers, else in this process."""
+@contextmanager
+def reach(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    """``(client, None)`` for the running daemon's API, or ``(None, service)``: the library in
+    this process when no daemon owns the home. Closed (and the home's index lock let go) after."""
     client, lock = _reach(settings)
     if client is not None:
         try:
-            return client.get(path) if method == "GET" else client.post(path, body)  # type: ignore[no-any-return]
+            yield client, None
         finally:
             client.close()
+        return
     with _service(settings, lock) as service:
+        yield None, service
+
+
+def call(settings: Settings, method: str, path: str, body: dict[str, Any] | None,
+         local: Callable[[Any], Any]) -> dict[str, Any]:
+    """Through the daemon's API when one answers, else in this process."""
+    with reach(settings) as (client, service):
+        if client is not None:
+            return client.get(path) if method == "GET" else client.post(path, body)  # type: ignore[no-any-return]
         result = local(service)
         return result if isinstance(result, dict) else result.as_dict()  # type: ignore[no-any-return]

@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sleepd import defaults
-from sleepd.cli.common import daemon_starting, env_option, err, load_settings
+from sleepd.cli.common import daemon_starting, env_option, load_settings
 from sleepd.settings import source_from_path
 
 __all__ = ["check", "run", "worker"]
@@ -40,29 +38,9 @@ def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int
         lock.release()
         raise click.BadParameter(f"not a folder: {', '.join(missing)}", param_hint="PATHS")
     sources = tuple(source_from_path(p, profile=profile, access=access or ("*",)) for p in paths)
-    daemon = Daemon(settings, extra_sources=sources, lock=lock)
-    if sys.stderr.isatty():
-        threading.Thread(target=_progress, args=(daemon,), daemon=True).start()
-    daemon.run_forever()
-
-
-def _progress(daemon: Any) -> None:
-    """A progress bar for the first pass, on a terminal."""
-    daemon.stop_event.wait(2.0)
-    with Progress(TextColumn("enriching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        task = bar.add_task("enrich", total=None)
-        while not daemon.stop_event.wait(1.0):
-            try:
-                status = daemon.ledger.status()
-            except Exception:
-                continue
-            counts = [s["items"] for s in status["sources"]]
-            total = sum(c["pending"] + c["enriched"] + c["failed"] for c in counts)
-            done = sum(c["enriched"] + c["failed"] for c in counts)
-            bar.update(task, total=total, completed=done)
-            if total and done >= total:
-                return
+    # no live progress bar: the worker's log lines would cut through it; the daemon logs the first
+    # pass's progress as lines instead, and `sleepd status` shows it
+    Daemon(settings, extra_sources=sources, lock=lock).run_forever()
 
 
 @click.command()
@@ -98,16 +76,27 @@ def worker(loglevel: str, nice: int) -> None:
     if nice:
         os.nice(nice)
     app = configure(load_settings())
-    _exit_with_parent()
-    app.worker_main(["worker", "--pool=solo", "-Q", defaults.QUEUE, f"--loglevel={loglevel}",
-                     "--without-gossip", "--without-mingle", "-n", f"sleepd-{os.getpid()}@%h"])
+    embedded = _exit_with_parent()
+    if embedded:
+        # the daemon's terminal is the user's: Celery's banner and its warning about running as root
+        # (meant for a shared broker taking pickle from strangers; this one takes JSON from its
+        # own daemon, run by the same user) stay out of it
+        import warnings
+
+        from celery.exceptions import SecurityWarning
+
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+    app.worker_main([*(["--quiet"] if embedded else []), "worker", "--pool=solo", "-Q", defaults.QUEUE,
+                     f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
+                     "-n", f"sleepd-{os.getpid()}@%h"])
 
 
-def _exit_with_parent() -> None:
-    """The embedded worker must not outlive its daemon."""
+def _exit_with_parent() -> bool:
+    """The embedded worker must not outlive its daemon. True for the embedded worker (its daemon
+    named itself in ``SLEEPD_PARENT_PID``)."""
     parent = os.environ.get("SLEEPD_PARENT_PID")
     if not parent:
-        return
+        return False
 
     def watch() -> None:
         while True:
@@ -116,3 +105,4 @@ def _exit_with_parent() -> None:
             threading.Event().wait(1.0)
 
     threading.Thread(target=watch, daemon=True).start()
+    return True

@@ -76,7 +76,7 @@ def sources_add(path: str | None, name: str | None, profile: str | None, access:
         source = source_from_path(path, name=name, profile=profile or "auto", access=access or ("*",))
         where = str(source.path)
     ledger = Ledger(load_settings().database_url)
-    ledger.save_source(source)
+    ledger.save_source(source, actor="cli")
     ledger.close()
     click.echo(f"added source {source.name}: {where}")
 

@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from sleepd.cli.common import daemon_starting, json_option, load_settings, out, print_json
+from sleepd.progress import first_pass_line, seconds_text
 
 __all__ = ["scheduler_line", "status"]
 
@@ -39,7 +40,9 @@ def status(as_json: bool) -> None:
                                    "queue": [b.as_dict(now) for b in backlog(ledger, settings)]}
         finally:
             ledger.close()
-        report["daemon"] = {"state": "starting" if daemon_starting(settings) else "not running"}
+        # the home looked in: a daemon of another home (SLEEPD_HOME, the config's) is not this one
+        report["daemon"] = {"state": "starting" if daemon_starting(settings) else "not running",
+                            "home": str(settings.home)}
     if as_json:
         print_json(report)
         return
@@ -58,7 +61,10 @@ def _print_status(report: dict[str, Any]) -> None:
     out.print(table)
     queue = ", ".join(f"{n} {state}" for state, n in sorted(report["queue"].items())) or "empty"
     out.print(f"changes: {queue}   records: {report['records']}   index lag: {report['index_lag']}   "
-              f"daemon: {report['daemon'].get('state')}{_readiness(report['daemon'])}", highlight=False)
+              f"daemon: {report['daemon'].get('state')}{_readiness(report['daemon'])}"
+              + (f" (home {report['daemon']['home']})" if report["daemon"].get("home") else ""), highlight=False)
+    if report.get("first_pass", {}).get("state") == "running":  # once done, "memory ready" says how long it took
+        out.print(first_pass_line(report["first_pass"]), highlight=False)
     scheduler = report.get("scheduler", {})
     out.print(scheduler_line(scheduler), highlight=False)
     if scheduler.get("queue"):
@@ -66,8 +72,8 @@ def _print_status(report: dict[str, Any]) -> None:
         for column in ("source", "pending", "oldest", "max staleness", "forced in"):
             waiting.add_column(column, justify="left" if column == "source" else "right")
         for row in scheduler["queue"]:
-            waiting.add_row(row["source"], str(row["pending"]), _seconds(row["oldest_age_s"]),
-                            _seconds(row["max_staleness_s"]), _seconds(row["forced_in_s"]))
+            waiting.add_row(row["source"], str(row["pending"]), seconds_text(row["oldest_age_s"]),
+                            seconds_text(row["max_staleness_s"]), seconds_text(row["forced_in_s"]))
         out.print(waiting)
     if "llm" in report:
         llm = report["llm"]
@@ -87,9 +93,9 @@ def scheduler_line(scheduler: dict[str, Any]) -> str:
     if scheduler.get("reason"):
         line += f" ({scheduler['reason']})"
     if scheduler.get("oldest_pending_age_s") is not None:
-        line += f"; oldest pending change {_seconds(scheduler['oldest_pending_age_s'])} old"
+        line += f"; oldest pending change {seconds_text(scheduler['oldest_pending_age_s'])} old"
         if scheduler.get("reason") and scheduler.get("forced_in_s") is not None:
-            line += f", enriched anyway in {_seconds(scheduler['forced_in_s'])}"
+            line += f", enriched anyway in {seconds_text(scheduler['forced_in_s'])}"
     if scheduler.get("error"):
         line += f"; error: {scheduler['error']}"
     return line
@@ -99,9 +105,5 @@ def _readiness(daemon: dict[str, Any]) -> str:
     """", memory ready (first pass 41 s)" once the first scan's work is published and indexed."""
     if "ready" not in daemon:
         return ""
-    return f", memory ready (first pass {_seconds(daemon['first_pass_s'])})" if daemon["ready"] \
+    return f", memory ready (first pass {seconds_text(daemon['first_pass_s'])})" if daemon["ready"] \
         else ", first pass in progress"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"

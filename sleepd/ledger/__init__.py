@@ -6,9 +6,9 @@ separate reader engine whose deferred transactions see one consistent snapshot.
 
 One facade, :class:`Ledger`, composed of one mixin per concern: ``engine`` (connections,
 sessions, meta, audit), ``sources``, ``outbox`` (observations and scheduling), ``versions``
-(publish, retract, fail), ``archive`` (old versions' records,
-retention), ``index_events``, ``queries`` (current records, query log), ``purge``
-and ``status``.
+(publish, retract, fail), ``archive`` (old versions' records, retention), ``index_events``,
+``queries`` (current records, query log), ``purge``, ``refresh`` (queue refreshes, read where
+they stand) and ``status``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sleepd.ledger.index_events import IndexEventsMixin
 from sleepd.ledger.outbox import OutboxMixin
 from sleepd.ledger.purge import PurgeMixin, PurgeReceipt
 from sleepd.ledger.queries import QueriesMixin
+from sleepd.ledger.refresh import RefreshMixin
 from sleepd.ledger.sources import SourcesMixin
 from sleepd.ledger.status import StatusMixin
 from sleepd.ledger.versions import VersionsMixin, record_id
@@ -26,6 +27,6 @@ __all__ = ["Ledger", "PruneReport", "PurgeReceipt", "record_id"]
 
 
 class Ledger(SourcesMixin, OutboxMixin, VersionsMixin, ArchiveMixin, IndexEventsMixin, QueriesMixin, PurgeMixin,
-             StatusMixin):
+             RefreshMixin, StatusMixin):
     """Durable state of sources, items, changes, versions and records; every write that matters
     happens here, in one transaction each."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from sleepd.ledger.engine import OPEN, LedgerBase, is_purged, matching_items
+from sleepd.ledger.engine import OPEN, LedgerBase, is_purged
 from sleepd.ledger.versions import fail_item_row
 from sleepd.schema import (
     AGGREGATE_PREFIX,
@@ -94,19 +94,6 @@ class OutboxMixin(LedgerBase):
                 s.add(item)
             item.state, item.error, item.observed_hash = ItemState.FAILED.value, error, None
             item.updated_at = time.time()
-
-    def request_refresh(self, source: str | None, pattern: str | None, force: bool) -> int:
-        """Queue matching items ahead of everything else; ``force`` re-enriches even if current."""
-        now = time.time()
-        with self.write() as s:
-            items = matching_items(s, source, pattern)
-            for item in items:
-                if item.state == ItemState.DELETED.value:
-                    continue
-                assert item.id is not None
-                s.add(ChangeRow(item_id=item.id, content_hash=item.observed_hash, priority=10,
-                                force=force, observed_at=now))
-            return sum(1 for i in items if i.state != ItemState.DELETED.value)
 
     # -- scheduling -------------------------------------------------------------------------
 

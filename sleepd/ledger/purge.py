@@ -14,6 +14,7 @@ from sleepd.schema import (
     ChangeRow,
     IndexEventRow,
     ItemRow,
+    ItemState,
     MetaRow,
     QueryLogItemRow,
     QueryLogRow,
@@ -124,3 +125,11 @@ class PurgeMixin(LedgerBase):
             excluded = {k: v for k, v in excluded.items() if v}
             write_meta(s, PURGED_META, json.dumps(excluded))
             return 1
+
+    def tracked(self, source: str | None, pattern: str) -> list[str]:
+        """``source:key`` of the items matching ``pattern`` that are tracked (not deleted), sorted;
+        after a lift and a rescan, what came back into memory."""
+        with self.read() as s:
+            items = matching_items(s, source, pattern)
+        return sorted(f"{i.source}:{i.key}" for i in items
+                      if i.state != ItemState.DELETED.value and not i.key.startswith(AGGREGATE_PREFIX))

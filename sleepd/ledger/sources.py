@@ -9,9 +9,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from sleepd.ledger.engine import LedgerBase
-from sleepd.schema import (
-    SourceRow,
-)
+from sleepd.schema import AuditRow, SourceRow
 from sleepd.settings import FileSource, Source, SqlSource
 
 __all__ = ["SourcesMixin", "source_from_row", "source_where"]
@@ -20,14 +18,24 @@ __all__ = ["SourcesMixin", "source_from_row", "source_where"]
 class SourcesMixin(LedgerBase):
     """The sources the ledger keeps, with their last scan and their error."""
 
-    def save_source(self, source: Source) -> None:
+    def save_source(self, source: Source, actor: str = "config") -> str | None:
+        """Add the source, or store its new configuration; "added", "changed" or None (stored as
+        it was). An addition or a change is audited (``source.add``, ``source.change``) as ``actor``'s."""
         config = json.dumps(source.as_dict())
         with self.write() as s:
             row = s.get(SourceRow, source.name)
             if row is None:
                 s.add(SourceRow(name=source.name, kind=source.kind, config=config, created_at=time.time()))
+                done = "added"
+            elif row.config != config:
+                row.config, done = config, "changed"
             else:
-                row.config = config
+                return None
+            where = str(source.path) if isinstance(source, FileSource) else source.where
+            s.add(AuditRow(at=time.time(), actor=actor, action="source.add" if done == "added" else "source.change",
+                           detail=json.dumps({"source": source.name, "kind": source.kind, "where": where,
+                                              "profile": source.profile, "access": list(source.access)})))
+        return done
 
     def sources(self) -> list[Source]:
         with self.read() as s:
