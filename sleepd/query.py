@@ -245,11 +245,12 @@ class QueryEngine:
             if exhausted or pool >= defaults.MAX_CANDIDATES or limit - result.tokens_used < MIN_PARTIAL:
                 break
             pool = min(pool * 2, defaults.MAX_CANDIDATES)
+        packed = {(r.source, r.item) for r in result.records}
         self._log.put(QueryLogRow(
             at=time.time(), principal=principal.name, query=text, budget=limit,
-            tokens_used=result.tokens_used, n_records=len(result.records),
+            tokens_used=result.tokens_used, n_records=len(result.records), route=result.route,
             latency_ms=(time.perf_counter() - started) * 1000,
-            items=json.dumps(sorted({r.item_id for _, r in scored[:len(result.records)]}))))
+            items=json.dumps(sorted({r.item_id for _, r in scored if (r.source, r.path) in packed}))))
         return result
 
     def _candidates(self, text: str, terms: frozenset[str], vector: list[float], topics: dict[str, list[float]],
