@@ -88,6 +88,10 @@ def test_focus_names_the_item_whose_records_all_share_the_words() -> None:
     assert focus is not None
     assert focus[0] == [1] and focus[1] == "termination clause"
     assert _focus("termination", _terms("termination"), scored) is None  # no item named
+    # raw windows of the contract, ranked first, do not repeat its name as its clauses do: the
+    # question still names it (windows are not written to name their item)
+    windows = [(1.5, _row(20 + i, f"raw lines {i} on termination", item_id=1, kind="window")) for i in range(3)]
+    assert _focus(text, _terms(text), windows + scored) == focus
 
 
 # -- packing and exact accounting ----------------------------------------------------------------
