@@ -157,16 +157,19 @@ def test_a_summary_and_the_section_it_covers_are_never_both_packed() -> None:
 
 
 def test_items_come_before_records_best_record_of_each_likely_item_first() -> None:
-    """Coarse to fine: the best record of each item close to the best item's score, then the
-    detail of each item in item order; an item far behind comes after the detail."""
+    """Coarse to fine: the best record of each item close to the best item's score, in item
+    order, then the other records by score."""
     a = [_row(i, f"alpha {i}", item_id=1, path="a.md") for i in range(3)]
     b = [_row(10, "beta", item_id=2, path="b.md")]
     c = [_row(20, "gamma", item_id=3, path="c.md")]
     scored = [(0.9, a[0]), (0.88, b[0]), (0.7, c[0]), (0.3, a[1]), (0.3, a[2])]
-    ordered = item_order(scored)
-    assert [r.text for _, r in ordered] == ["alpha 0", "beta", "alpha 1", "alpha 2", "gamma"]
-    result = pack(TOKENIZER, "q", 1000, scored, _items(1, 2, 3))
-    assert [r.text for r in result.records] == ["alpha 0", "beta", "alpha 1", "alpha 2", "gamma"]
+    assert [r.text for _, r in item_order(scored)] == ["alpha 0", "beta", "gamma", "alpha 1", "alpha 2"]
+    # an item whose records add up ranks its best record above a single better one
+    d = [(0.87, _row(60, "delta 0", item_id=7, path="d.md")), (0.85, _row(61, "delta 1", item_id=7, path="d.md"))]
+    scored = sorted([(0.9, a[0]), (0.88, b[0]), *d, (0.3, a[1])], key=rank_key)
+    assert [r.text for _, r in item_order(scored)] == ["delta 0", "alpha 0", "beta", "delta 1", "alpha 1"]
+    result = pack(TOKENIZER, "q", 1000, scored, _items(1, 2, 7))
+    assert [r.text for r in result.records] == ["delta 0", "alpha 0", "beta", "delta 1", "alpha 1"]
     # an item's score is its best record's plus a share of the next ones': two good records beat one
     two = [(0.80, _row(30, "x", item_id=4, path="d.md")), (0.80, _row(31, "y", item_id=4, path="d.md"))]
     one = [(0.81, _row(40, "z", item_id=5, path="e.md"))]
