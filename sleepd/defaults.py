@@ -167,3 +167,7 @@ RRF_K = 60
 DENSE_RRF_WEIGHT = 1.0
 SPARSE_RRF_WEIGHT = 1.0
 FUSION_WEIGHT = 0.1
+#: raw text windows indexed beside the enriched records (workers.enrich.windows): the plain-RAG
+#: baseline's chunk size and overlap, in tokens of the packing tokenizer, cut at whole lines
+WINDOW_TOKENS = 512
+WINDOW_OVERLAP = 64

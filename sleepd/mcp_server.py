@@ -44,7 +44,8 @@ INSTRUCTIONS = (
     "sleepd holds an enriched memory of this team's code, documents, contracts and accounts. Call `query` "
     "with a question and a token budget; it returns a context of cited records (each under a line naming "
     "its source, item and lines) that fits the budget. Items listed in stale_items changed since enrichment: "
-    "their records carry the current lines."
+    "their records carry the current lines. `route` says what served the answer: the enriched memory, "
+    "the source's raw text (\"raw\"), or both (\"mixed\")."
 )
 
 
@@ -76,7 +77,7 @@ def _tools(backend: Backend) -> MCPServer:
         body = await guarded(lambda: backend.query(ctx, q, budget))
         # the context the budget was spent on, not the API's JSON around it (scores, ids, versions)
         return {"context": body["context"], "tokens_used": body["tokens_used"], "budget": body["budget"],
-                "stale_items": body["stale_items"], "note": body.get("note")}
+                "stale_items": body["stale_items"], "note": body.get("note"), "route": body.get("route")}
 
     @server.tool()
     async def status(ctx: Context) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """Packing ranked records into a token budget, with exact accounting.
 
+Items come before records and no two packed records of an item say the same thing
+(:mod:`sleepd.order`); the result says which route served it: enriched memory, the source's raw
+text (its windows), or both.
+
 The pack is read as one text, :attr:`QueryResult.context`: each record under its header, records
 separated by one newline. ``tokens_used`` is the token count of exactly that text, never above
 the budget. Counting each record apart and adding the counts is not the same number: a BPE
@@ -16,10 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sleepd.order import VERBATIM, Span, covered, item_order, spans
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.tokens import Tokenizer
 
-__all__ = ["MIN_PARTIAL", "RAW_LINES", "SEPARATOR", "PackedRecord", "QueryResult", "fit", "pack", "record_header"]
+__all__ = ["MIN_PARTIAL", "RAW_KIND", "RAW_LINES", "ROUTES", "SEPARATOR", "PackedRecord", "QueryResult", "fit", "pack",
+           "record_header", "route"]
 
 #: a record cut to fit must keep at least this many tokens to be worth including
 MIN_PARTIAL = 48
@@ -32,6 +38,10 @@ TAIL_CHARS = 32
 SEPARATOR = "\n"
 #: candidates looked at to say how small a record is when a budget holds none
 NOTE_CANDIDATES = 5
+#: the record kind of an item's raw text windows (workers.enrich.windows)
+RAW_KIND = "window"
+#: what served a pack: enriched records only, raw text only (windows, a stale item's lines), or both
+ROUTES = ("memory", "raw", "mixed")
 
 
 @dataclass
@@ -58,6 +68,8 @@ class QueryResult:
     stale_items: list[dict[str, str]] = field(default_factory=list)
     #: why the pack is empty, when it is: no readable candidate, or a budget too small for any
     note: str | None = None
+    #: which records served the pack (one of :data:`ROUTES`); None when it is empty
+    route: str | None = None
 
     @property
     def context(self) -> str:
@@ -124,47 +136,103 @@ def exact_fit(tokenizer: Tokenizer, result: QueryResult) -> QueryResult:
             last.text = fitted[0]
 
 
+@dataclass
+class _Entry:
+    """A record chosen for the pack, before headers: its row, the body packed (cut or raw lines)."""
+
+    score: float
+    row: RecordRow
+    body: str
+    fresh: bool
+    evidence: list[dict[str, Any]]
+    #: its lines, when its body holds them word for word (a verbatim kind, packed whole and fresh)
+    holds: list[Span]
+
+
+def _render(entries: list[_Entry]) -> list[PackedRecord]:
+    """The packed records of ``entries``, each under its header (an item cited once in full)."""
+    cited: set[tuple[str, str]] = set()
+    records = []
+    for e in entries:
+        header = record_header(e.row.kind, e.row.source, e.row.path, e.evidence, cited)
+        cited.add((e.row.source, e.row.path))
+        records.append(PackedRecord(
+            text=e.body, kind=e.row.kind, source=e.row.source, item=e.row.path, version=e.row.version,
+            score=round(e.score, 4), fresh=e.fresh, evidence=e.evidence, title=e.row.title, header=header))
+    return records
+
+
+def _held(entries: list[_Entry], item_id: int) -> list[Span]:
+    return [span for e in entries if e.row.item_id == item_id for span in e.holds]
+
+
 def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, RecordRow]],
          items: dict[int, ItemRow], roots: dict[str, Path] | None = None) -> QueryResult:
-    """Greedily pack ``scored`` (best first) into ``budget`` tokens, each record under its header;
-    a stale item's record is replaced by its current raw lines (read from ``roots``)."""
+    """Pack ``scored`` (best first) into ``budget`` tokens, each record under its header: items
+    before records (:func:`sleepd.order.item_order`), a record whose lines a packed record of its
+    item already holds left out, and one that holds the lines of packed records of its item put in
+    their place. A stale item's record is replaced by its current raw lines (read from ``roots``)."""
     roots = roots or {}
     result = QueryResult(query=query, budget=budget, tokens_used=0)
     stale: dict[int, ItemRow] = {}
-    cited: set[tuple[str, str]] = set()
+    entries: list[_Entry] = []
     tail = ""
-    for score, row in scored:
+    for score, row in item_order(scored):
         remaining = budget - result.tokens_used
         if remaining < MIN_PARTIAL // 2:
             break
+        evidence = json.loads(row.evidence)
+        wanted = spans(evidence)
+        if covered(wanted, _held(entries, row.item_id)):
+            continue  # a packed record of its item holds these lines already
         item = items[row.item_id]
         fresh = item.observed_hash == item.enriched_hash
-        evidence = json.loads(row.evidence)
         body = row.text
         if not fresh:
             stale[row.item_id] = item
             body = raw_region(roots.get(row.source), row.path, evidence) or body
-        header = record_header(row.kind, row.source, row.path, evidence, cited)
+        holds = wanted if fresh and row.kind in VERBATIM else []
+        same = [e for e in entries if e.row.item_id == row.item_id]
+        replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
+        if replaced:
+            # this record says all that packed records of its item say, and more: it takes their place
+            trial = [e for e in entries if e not in replaced] + [_Entry(score, row, body, fresh, evidence, holds)]
+            records = _render(trial)
+            used = tokenizer.count(SEPARATOR.join(r.header + r.text for r in records))
+            if used <= budget:
+                entries, result.records, result.tokens_used = trial, records, used
+                tail = (records[-1].header + records[-1].text)[-TAIL_CHARS:]
+            continue
+        header = record_header(row.kind, row.source, row.path, evidence, {(e.row.source, e.row.path) for e in entries})
         # the record's cost is what it adds to the context: counted after the end of the record
         # before and the newline between (".\n" is one token: counted apart, each join cost one
         # token too many, 266 on a pack of 266 short records)
-        lead = tail + SEPARATOR if result.records else ""
-        base = tokenizer.count(tail) if result.records else 0
+        lead = tail + SEPARATOR if entries else ""
+        base = tokenizer.count(tail) if entries else 0
         fitted = fit(tokenizer, lead + header, body, remaining + base)
         if fitted is None:
             continue
-        body, cost = fitted
+        cut, cost = fitted
         result.tokens_used += cost - base
-        tail = (header + body)[-TAIL_CHARS:]
-        cited.add((row.source, row.path))
+        tail = (header + cut)[-TAIL_CHARS:]
+        entries.append(_Entry(score, row, cut, fresh, evidence, holds if cut == body else []))
         result.records.append(PackedRecord(
-            text=body, kind=row.kind, source=row.source, item=row.path, version=row.version,
+            text=cut, kind=row.kind, source=row.source, item=row.path, version=row.version,
             score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title, header=header))
     result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
     result = exact_fit(tokenizer, result)
-    if not result.records:
+    if result.records:
+        result.route = route(result.records)
+    else:
         result.note = empty_note(tokenizer, budget, scored)
     return result
+
+
+def route(records: Sequence[PackedRecord]) -> str:
+    """Which records served a pack: ``"raw"`` when all are the source's own text (raw windows, or a
+    stale item's current lines), ``"memory"`` when none is, else ``"mixed"``."""
+    raw = sum(1 for r in records if r.kind == RAW_KIND or not r.fresh)
+    return "memory" if raw == 0 else "raw" if raw == len(records) else "mixed"
 
 
 def empty_note(tokenizer: Tokenizer, budget: int, scored: Sequence[tuple[float, RecordRow]]) -> str:

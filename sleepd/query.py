@@ -23,7 +23,7 @@ from sleepd.errors import BadRequest
 from sleepd.glossary import expand
 from sleepd.index import Hit, VectorIndex
 from sleepd.ledger import Ledger
-from sleepd.pack import MIN_PARTIAL, PackedRecord, QueryResult, fit, pack, record_header
+from sleepd.pack import MIN_PARTIAL, RAW_KIND, PackedRecord, QueryResult, fit, pack, record_header
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
 from sleepd.sparse import query_vector, terms
 from sleepd.tokens import Tokenizer
@@ -111,18 +111,20 @@ def _focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow
     """The items a question names, and what it asks about them; None when it names none.
 
     An item is named when at least :data:`FOCUS_NAME_TERMS` of the question's words appear in every
-    one of its candidate records (at least :data:`FOCUS_ROWS` of them): a contract's name and
-    parties head each of its clauses, a module's name each of its symbols. The topic is the
+    one of its candidate enriched records (at least :data:`FOCUS_ROWS` of them; raw windows aside):
+    a contract's name and parties head each of its clauses, a module's name each of its symbols. The topic is the
     question without those words (and without stop words). Only a short topic is asked again
     (at most :data:`FOCUS_MAX_TOPIC` words: "the governing law clause of <a contract's name>"): in
     a customer's long message or an issue's text the name is a small part, the first embedding
     already holds the topic, and a second one costs ~10-20 ms for nothing (tau2, SWE-bench)."""
+    # a raw window is not written to name its item (a clause is headed by its contract's name)
+    enriched = [row for _, row in scored if row.kind != RAW_KIND]
     by_item: dict[int, list[RecordRow]] = {}
-    for _, row in scored:
+    for row in enriched:
         by_item.setdefault(row.item_id, []).append(row)
     named: list[int] = []
     common_words: set[str] = set()
-    for item_id in dict.fromkeys(r.item_id for _, r in scored[:FOCUS_TOP]):
+    for item_id in dict.fromkeys(r.item_id for r in enriched[:FOCUS_TOP]):
         rows = by_item[item_id]
         if len(rows) < FOCUS_ROWS:
             continue
@@ -245,11 +247,12 @@ class QueryEngine:
             if exhausted or pool >= defaults.MAX_CANDIDATES or limit - result.tokens_used < MIN_PARTIAL:
                 break
             pool = min(pool * 2, defaults.MAX_CANDIDATES)
+        packed = {(r.source, r.item) for r in result.records}
         self._log.put(QueryLogRow(
             at=time.time(), principal=principal.name, query=text, budget=limit,
-            tokens_used=result.tokens_used, n_records=len(result.records),
+            tokens_used=result.tokens_used, n_records=len(result.records), route=result.route,
             latency_ms=(time.perf_counter() - started) * 1000,
-            items=json.dumps(sorted({r.item_id for _, r in scored[:len(result.records)]}))))
+            items=json.dumps(sorted({r.item_id for _, r in scored if (r.source, r.path) in packed}))))
         return result
 
     def _candidates(self, text: str, terms: frozenset[str], vector: list[float], topics: dict[str, list[float]],

@@ -23,6 +23,9 @@ class RecordKind(str, Enum):
     SECTION = "section"
     #: a window of text with no better structure (the fallback)
     CHUNK = "chunk"
+    #: a raw window of an item's text (whole lines, overlapping), indexed beside every item's
+    #: enriched records so that a question they do not cover is answered from the source
+    WINDOW = "window"
     #: one record per account (an sql item): who, contact, what they bought, open orders, payments
     ACCOUNT = "account"
     #: an account's events in order: orders, payments, refunds, state changes

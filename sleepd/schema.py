@@ -230,6 +230,8 @@ class QueryLogRow(SQLModel, table=True):
     latency_ms: float
     #: items the answer drew on (also in ``query_log_items``, where a purge finds them by SQL)
     items: str = "[]"
+    #: which records served it: memory, raw or mixed (sleepd.pack.ROUTES); None for an empty pack
+    route: str | None = None
 
 
 class QueryLogItemRow(SQLModel, table=True):
@@ -283,9 +285,12 @@ def upgrade(engine: Engine) -> None:
     had_log_items = inspector.has_table(QueryLogItemRow.__tablename__)
     old_events = (inspector.has_table(IndexEventRow.__tablename__)
                   and "applied" not in {c["name"] for c in inspector.get_columns(IndexEventRow.__tablename__)})
+    no_route = had_log and "route" not in {c["name"] for c in inspector.get_columns(QueryLogRow.__tablename__)}
     SQLModel.metadata.create_all(engine)
     if old_events:
         _add_applied(engine)
+    if no_route:
+        _add_column(engine, QueryLogRow.__tablename__, "route", "VARCHAR")
     if had_log and not (log_indexed and had_log_items):
         try:
             with engine.begin() as conn:
@@ -298,6 +303,16 @@ def upgrade(engine: Engine) -> None:
                                      [{"q": q, "i": i} for q, i in sorted(pairs)])
         except IntegrityError:  # another process starting at the same moment filled it first
             pass
+
+
+def _add_column(engine: Engine, table: str, column: str, sql_type: str) -> None:
+    """Add a nullable column that a newer sleepd reads (the old rows have none to give)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+    except DBAPIError:  # another process (the worker, the daemon) upgraded it first
+        if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+            raise
 
 
 def _add_applied(engine: Engine) -> None:

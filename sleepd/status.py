@@ -12,7 +12,7 @@ from sleepd.llm_budget import llm_status
 from sleepd.settings import Settings
 from sleepd.watchers.folder import skipped_files
 
-__all__ = ["skipped_summary", "status_report"]
+__all__ = ["query_routes", "skipped_summary", "status_report"]
 
 #: skipped files a source's status lists by name (the count and the reasons cover them all)
 STATUS_SKIPPED = 20
@@ -27,7 +27,18 @@ def status_report(ledger: Ledger, settings: Settings) -> dict[str, Any]:
         source["skipped"] = skipped_summary(ledger, source["name"])
     if settings.llm_enabled:
         report["llm"] = llm_status(ledger, settings)
+    report["queries"] = query_routes(ledger)
     return report
+
+
+def query_routes(ledger: Ledger) -> dict[str, Any]:
+    """The logged queries and the share served by each route: a high raw share shows questions
+    that the enriched memory does not cover (answered from the source's raw windows)."""
+    counts = ledger.route_counts()
+    total = sum(counts.values())
+    routes = {route: counts.get(route, 0) for route in ("memory", "raw", "mixed", "empty")}
+    return {"logged": total, "routes": routes,
+            "shares": {route: round(n / total, 3) if total else 0.0 for route, n in routes.items()}}
 
 
 def skipped_summary(ledger: Ledger, source: str) -> dict[str, Any]:

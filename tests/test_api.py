@@ -94,8 +94,11 @@ def test_query_returns_the_symbol_with_evidence_within_budget(client: TestClient
                     headers=admin)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"query", "budget", "tokens_used", "records", "stale_items", "note", "context"}
+    assert set(body) == {"query", "budget", "tokens_used", "records", "stale_items", "note", "route", "context"}
     assert 0 < body["tokens_used"] <= 512 and body["note"] is None
+    # which records served it: enriched memory, the source's raw windows, or both
+    raw = [rec["kind"] == "window" for rec in body["records"]]
+    assert body["route"] == ("raw" if all(raw) else "mixed" if any(raw) else "memory")
     assert body["context"] == "\n".join(rec["header"] + rec["text"] for rec in body["records"])
     first = body["records"][0]
     assert set(first) >= {"text", "kind", "source", "item", "version", "score", "fresh", "evidence"}

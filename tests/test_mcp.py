@@ -25,6 +25,7 @@ from sleepd.api import create_app
 from sleepd.auth import create_token, revoke
 from sleepd.embed import Embedder
 from sleepd.ledger import Ledger
+from sleepd.pack import ROUTES
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
 from sleepd.tokens import get_tokenizer
@@ -75,7 +76,8 @@ def test_mcp_query_returns_cited_records(api: tuple[str, str], tmp_path: Path) -
     env = {**os.environ, "SLEEPD_HOME": str(tmp_path / "client-home"), "SLEEPD_API_URL": url, "SLEEPD_TOKEN": token}
     is_error, body = _call(env, "query", {"q": "how do we refund an invoice?", "budget": 200})
     assert not is_error, body
-    assert body["tokens_used"] <= 200 and set(body) == {"context", "tokens_used", "budget", "stale_items", "note"}
+    assert body["tokens_used"] <= 200
+    assert set(body) == {"context", "tokens_used", "budget", "stale_items", "note", "route"} and body["route"] in ROUTES
     first_line = body["context"].split("\n")[0]
     assert first_line.startswith("[") and first_line.split(" ")[1].startswith("repo:billing.py:1-")
     assert get_tokenizer(defaults.TOKENIZER).count(body["context"]) == body["tokens_used"]
@@ -110,7 +112,8 @@ def test_mcp_over_streamable_http_in_the_daemon(api: tuple[str, str]) -> None:
     names, is_error, body = _http_call(url, token, "query", {"q": "how do we refund an invoice?", "budget": 200})
     assert {"query", "status", "refresh"} <= names
     assert not is_error, body
-    assert body["tokens_used"] <= 200 and set(body) == {"context", "tokens_used", "budget", "stale_items", "note"}
+    assert body["tokens_used"] <= 200
+    assert set(body) == {"context", "tokens_used", "budget", "stale_items", "note", "route"} and body["route"] in ROUTES
     first_line = body["context"].split("\n")[0]
     assert first_line.startswith("[") and first_line.split(" ")[1].startswith("repo:billing.py:1-")
     assert "def refund_invoice" in body["context"]

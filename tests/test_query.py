@@ -19,7 +19,8 @@ from sleepd import defaults
 from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.index import Hit
-from sleepd.pack import MIN_PARTIAL, pack
+from sleepd.order import item_order
+from sleepd.pack import MIN_PARTIAL, ROUTES, pack
 from sleepd.query import QueryEngine, _focus, _terms, candidate_pool, fuse, rank_key, settled
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import ItemRow, RecordRow
@@ -87,6 +88,10 @@ def test_focus_names_the_item_whose_records_all_share_the_words() -> None:
     assert focus is not None
     assert focus[0] == [1] and focus[1] == "termination clause"
     assert _focus("termination", _terms("termination"), scored) is None  # no item named
+    # raw windows of the contract, ranked first, do not repeat its name as its clauses do: the
+    # question still names it (windows are not written to name their item)
+    windows = [(1.5, _row(20 + i, f"raw lines {i} on termination", item_id=1, kind="window")) for i in range(3)]
+    assert _focus(text, _terms(text), windows + scored) == focus
 
 
 # -- packing and exact accounting ----------------------------------------------------------------
@@ -118,6 +123,80 @@ def test_pack_replaces_a_stale_items_record_with_its_raw_lines(tmp_path: Path) -
     result = pack(TOKENIZER, "q", 500, [(1.0, _row(1, "old text"))], items, {"docs": tmp_path})
     assert result.records[0].text == "line two changed" and not result.records[0].fresh
     assert result.stale_items == [{"source": "docs", "item": "item1", "state": "pending"}]
+
+
+def _spans(row: RecordRow, *spans: tuple[int, int]) -> RecordRow:
+    return row.model_copy(update={"evidence": json.dumps(
+        [{"path": row.path, "start_line": a, "end_line": b} for a, b in spans])})
+
+
+def test_a_summary_and_the_section_it_covers_are_never_both_packed() -> None:
+    """Issue 12: a pack held an article's summary, its likely questions and its sections side by
+    side. A record whose lines a packed verbatim record of its item holds is left out; a verbatim
+    record that holds the lines of packed ones takes their place."""
+    summary = _spans(_row(0, "Refunds take five days.", kind="file_summary"), (1, 12), (3, 3))
+    questions = _spans(_row(1, "Q: how long do refunds take? A: five days.", kind="questions"), (3, 4))
+    section = _spans(_row(2, "# Refunds\n\nRefunds take five days.\nAsk the desk.", kind="section"), (1, 12))
+    other = _row(3, "Shipping is free.", item_id=2, path="b.md")
+    for ranked in ([summary, questions, section, other], [section, summary, questions, other],
+                   [questions, section, other, summary]):
+        result = pack(TOKENIZER, "q", 1000, [(1.0 - i / 10, r) for i, r in enumerate(ranked)], _items(1, 2))
+        kinds = [(r.item, r.kind) for r in result.records]
+        assert sorted(kinds) == [("a.md", "section"), ("b.md", "section")], kinds
+        assert result.tokens_used == TOKENIZER.count(result.context) <= 1000
+        assert result.records[0].header.startswith("[section] docs:a.md:1-12")  # cited in full once
+    # a window that holds a symbol's lines: the symbol is not packed beside it
+    window = _spans(_row(4, "def f():\n    return 1\n\ndef g():\n    return 2", kind="window"), (1, 5))
+    symbol = _spans(_row(5, "def g():\n    return 2", kind="symbol"), (4, 5))
+    result = pack(TOKENIZER, "q", 1000, [(0.9, symbol), (0.8, window)], _items(1))
+    assert [r.kind for r in result.records] == ["window"]
+    # a section that holds only part of what a summary cites does not replace it
+    part = _spans(_row(6, "Refunds take five days.", kind="section"), (3, 3))
+    result = pack(TOKENIZER, "q", 1000, [(0.9, summary), (0.8, part)], _items(1))
+    assert [r.kind for r in result.records] == ["file_summary", "section"]
+
+
+def test_items_come_before_records_best_record_of_each_likely_item_first() -> None:
+    """Coarse to fine: the best record of each item close to the best item's score, in item
+    order, then the other records by score."""
+    a = [_row(i, f"alpha {i}", item_id=1, path="a.md") for i in range(3)]
+    b = [_row(10, "beta", item_id=2, path="b.md")]
+    c = [_row(20, "gamma", item_id=3, path="c.md")]
+    scored = [(0.9, a[0]), (0.88, b[0]), (0.7, c[0]), (0.3, a[1]), (0.3, a[2])]
+    assert [r.text for _, r in item_order(scored)] == ["alpha 0", "beta", "gamma", "alpha 1", "alpha 2"]
+    # an item whose records add up ranks its best record above a single better one
+    d = [(0.87, _row(60, "delta 0", item_id=7, path="d.md")), (0.85, _row(61, "delta 1", item_id=7, path="d.md"))]
+    scored = sorted([(0.9, a[0]), (0.88, b[0]), *d, (0.3, a[1])], key=rank_key)
+    assert [r.text for _, r in item_order(scored)] == ["delta 0", "alpha 0", "beta", "delta 1", "alpha 1"]
+    result = pack(TOKENIZER, "q", 1000, scored, _items(1, 2, 7))
+    assert [r.text for r in result.records] == ["delta 0", "alpha 0", "beta", "delta 1", "alpha 1"]
+    # an item's score is its best record's plus a share of the next ones': two good records beat one
+    two = [(0.80, _row(30, "x", item_id=4, path="d.md")), (0.80, _row(31, "y", item_id=4, path="d.md"))]
+    one = [(0.81, _row(40, "z", item_id=5, path="e.md"))]
+    assert [r.item_id for _, r in item_order(sorted(one + two, key=rank_key))][:2] == [4, 5]
+    # the order depends on the scores and contents only, not on the input order of ties
+    tied = [(0.5, _row(50 + i, f"t{i}", item_id=6 + i, path=f"t{i}.md")) for i in range(6)]
+    expected = [r.text for _, r in item_order(sorted(tied, key=rank_key))]
+    for seed in range(3):
+        shuffled = tied[:]
+        random.Random(seed).shuffle(shuffled)
+        assert [r.text for _, r in item_order(sorted(shuffled, key=rank_key))] == expected
+
+
+def test_route_says_which_records_served_the_pack(tmp_path: Path) -> None:
+    window = _row(0, "raw lines of the file", kind="window")
+    section = _row(1, "an enriched section", item_id=2, path="b.md")
+    assert pack(TOKENIZER, "q", 500, [(1.0, window)], _items(1, 2)).route == "raw"
+    assert pack(TOKENIZER, "q", 500, [(1.0, section)], _items(1, 2)).route == "memory"
+    assert pack(TOKENIZER, "q", 500, [(1.0, window), (0.9, section)], _items(1, 2)).route == "mixed"
+    empty = pack(TOKENIZER, "q", 500, [], _items(1))
+    assert empty.route is None and empty.as_dict()["route"] is None
+    # a stale item's record is served from its current raw lines: raw too
+    (tmp_path / "b.md").write_text("line one\nline two\n")
+    items = _items(1, 2)
+    items[2].observed_hash = "new"
+    assert pack(TOKENIZER, "q", 500, [(1.0, section)], items, {"docs": tmp_path}).route == "raw"
+    assert set(ROUTES) == {"memory", "raw", "mixed"}
 
 
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=400)

@@ -75,6 +75,10 @@ def _print_status(report: dict[str, Any]) -> None:
             waiting.add_row(row["source"], str(row["pending"]), seconds_text(row["oldest_age_s"]),
                             seconds_text(row["max_staleness_s"]), seconds_text(row["forced_in_s"]))
         out.print(waiting)
+    queries = report.get("queries")
+    if queries and queries["logged"]:
+        shares = ", ".join(f"{route} {share:.0%}" for route, share in queries["shares"].items() if share)
+        out.print(f"queries: {queries['logged']} logged; served by {shares}", highlight=False)
     if "llm" in report:
         llm = report["llm"]
         out.print(f"llm {llm['model']}: {llm['tokens_today']:,} tokens today, {llm['budget_left']:,} left, "

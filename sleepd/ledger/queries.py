@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from sqlalchemy import func
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
@@ -56,6 +57,13 @@ class QueriesMixin(LedgerBase):
         with self.write() as s:
             delete_where(s, QueryLogItemRow, col(QueryLogItemRow.query_id).in_(old))
             return delete_where(s, QueryLogRow, col(QueryLogRow.at) < before)
+
+    def route_counts(self) -> dict[str, int]:
+        """Logged queries by the route that served them (memory, raw, mixed; "empty" for a pack
+        that held nothing), over the query log's retention."""
+        with self.read() as s:
+            rows = s.exec(select(QueryLogRow.route, func.count()).group_by(QueryLogRow.route)).all()
+        return {route or "empty": int(n) for route, n in rows}
 
     def last_query_at(self) -> float:
         return float(self.get_meta("last_query_at") or 0.0)
