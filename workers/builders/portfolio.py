@@ -23,10 +23,10 @@ from workers.enrich.clause_types import CATEGORIES, Category
 
 __all__ = ["EXCERPT_WORDS", "FIELDS", "PORTFOLIO_CHARS", "clause_index", "excerpt", "portfolio"]
 
-#: one portfolio record holds at most this many characters (about 1,000 tokens)
-PORTFOLIO_CHARS = 4000
-#: an excerpt of a clause in the clause index: at most this many words (about two dozen tokens) ...
-EXCERPT_WORDS = 16
+#: one portfolio record holds at most this many characters (about 2,000 tokens)
+PORTFOLIO_CHARS = 8000
+#: an excerpt of a clause in the clause index: at most this many words (15-20 tokens) ...
+EXCERPT_WORDS = 12
 #: ... and characters (a redacted clause's "[***]" runs are long words)
 EXCERPT_CHARS = 140
 #: ... starting this many words before the phrase that makes the clause its category
