@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from sleepd.cuad import CLAUSE_CATEGORIES
+from sleepd.cuad import CLAUSE_CATEGORIES, PLAIN_WORDS
 
-__all__ = ["ALIASES", "TERMS", "expand"]
+__all__ = ["ALIASES", "TERMS", "describe", "expand"]
 
 #: a term (lower case) -> its meaning: every CUAD category with a meaning, then the aliases below
 TERMS: dict[str, str] = {name.lower(): meaning for name, meaning in CLAUSE_CATEGORIES.items() if meaning}
@@ -34,3 +34,10 @@ def expand(text: str) -> str:
     ``text`` unchanged when it names none."""
     meanings = dict.fromkeys(TERMS[m.group(0).lower()] for m in _PATTERN.finditer(text))
     return f"{text} ({'; '.join(meanings)})" if meanings else text
+
+
+def describe(category: str) -> str:
+    """A CUAD category's meaning and what people say instead of its name, in one line (``""`` for a
+    name that is no category): what the contract portfolio's clause index is found by."""
+    meaning = CLAUSE_CATEGORIES.get(category)
+    return "; ".join(p for p in (meaning, PLAIN_WORDS.get(category)) if p)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepd import defaults
-from sleepd.aggregates import is_test_path
+from sleepd import defaults, routing
+from sleepd.aggregates import is_aggregate, is_test_path
 from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest
@@ -126,7 +126,8 @@ def _focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow
     common_words: set[str] = set()
     for item_id in dict.fromkeys(r.item_id for r in enriched[:FOCUS_TOP]):
         rows = by_item[item_id]
-        if len(rows) < FOCUS_ROWS:
+        # an aggregate names many items in each of its records, and is named by none
+        if len(rows) < FOCUS_ROWS or is_aggregate(rows[0].path):
             continue
         common = frozenset.intersection(*(_record_terms(r) for r in rows))
         if len(terms & common) >= FOCUS_NAME_TERMS:
@@ -265,6 +266,13 @@ class QueryEngine:
         sparse_hits = settled(self.index.search_sparse(query_vector(terms), pool, access=principal.access), pool)
         dense = {h.id: h.score for h in dense_hits}
         fused = fuse([dense_hits, sparse_hits], [defaults.DENSE_RRF_WEIGHT, defaults.SPARSE_RRF_WEIGHT])
+        across = routing.cross_item(text)
+        if across:  # a question across items: the aggregates are candidates too (sleepd.routing)
+            near, words = (settled(h, pool) for h in routing.aggregate_hits(
+                self.index, self.ledger, vector, terms, pool, principal.access))
+            dense = {h.id: h.score for h in near} | dense
+            own = fuse([near, words], [defaults.DENSE_RRF_WEIGHT, defaults.SPARSE_RRF_WEIGHT])
+            fused = fused | {i: max(score, fused.get(i, 0.0)) for i, score in own.items()}
         rows, items = self._readable(list(dense) + sorted(fused.keys() - dense.keys()), principal)
         # found by its words alone: its cosine from the embedding stored beside it (the candidates'
         # read leaves embeddings out, so these few are read again)
@@ -283,7 +291,7 @@ class QueryEngine:
             more, more_items = self._readable([i for i in topical if i not in dense], principal)
             rows, items = rows + more, items | more_items
             scored = self._rank(terms, rows, dense, topical, fused)
-        return scored, items, len(hits) < pool
+        return routing.promote(scored) if across else scored, items, len(hits) < pool
 
     def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
         rows, items = self.ledger.current_records(ids)

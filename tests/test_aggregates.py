@@ -238,8 +238,9 @@ def test_contracts_portfolio_answers_which_contracts_renew(tmp_path: Path, setti
         assert all(json.loads(r.access) == ["legal"] for r in records)
         # the clause index: per category, the contracts that have it, with their clauses' lines
         (law,) = [r for r in records if r.title == "Contracts with a Governing Law clause"]
-        assert law.text.startswith("Contracts with a Governing Law clause (3 of 3 in source deals):")
-        assert f"{CONTRACTS[0]} (lines 123-123)" in law.text and all(name in law.text for name in CONTRACTS)
+        assert law.text.startswith("Contracts with a Governing Law clause (") and "3 of 3 contracts in source deals" \
+            in law.text.splitlines()[0]
+        assert f'- {CONTRACTS[0]}, lines 123-123: "' in law.text and all(name in law.text for name in CONTRACTS)
         (renewal_index,) = [r for r in records if r.title == "Contracts with a Renewal Term clause"]
         assert CONTRACTS[0] in renewal_index.text and CONTRACTS[2] not in renewal_index.text
         renewal = {line.split(" | ")[0]: line.split(" | ")[2] for line in record.text.splitlines()

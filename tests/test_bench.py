@@ -83,8 +83,8 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
         assert corpus["incremental"]["seconds_to_fresh_query"] is not None
         assert set(corpus["goals"]) == {"recall", "latency", "overhead", "fresh"}
     contracts = report["corpora"]["contracts"]
-    assert {q["kind"] for q in contracts["per_question"]} == {"clause", "portfolio"}
-    assert set(contracts["recall_by_kind"]) == {"clause", "portfolio"}
+    assert {q["kind"] for q in contracts["per_question"]} == {"clause", "portfolio", "portfolio_reworded"}
+    assert set(contracts["recall_by_kind"]) == {"clause", "portfolio", "portfolio_reworded"}
     assert report["synthetic_index"]["points"] == 3000
     assert report["peak_rss_mb"] > 0
     idle = report["idle_awareness"]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sleepd.bench.portfolio_questions import PARAPHRASED
 from sleepd.errors import ConfigError
 from sleepd.settings import Source
 
@@ -232,9 +233,17 @@ def load_contracts(data: Path, work: Path, limit: int | None, per_contract: int,
             article = "an" if category[0] in "AEIOU" else "a"
             questions.append(Question(id=f"portfolio#{category}", text=f"Which contracts have {article} {category} "
                                       "clause?", gold=having, kind="portfolio"))
+    template = len(questions)
+    for category, text in PARAPHRASED:  # the same golds, asked in a user's own words
+        having = tuple(ContractGold(row["Filename"]) for row in rows if _clauses(row.get(category, "")))
+        if having:
+            questions.append(Question(id=f"portfolio-reworded#{category}", text=text, gold=having,
+                                      kind="portfolio_reworded"))
     notes = [f"{len(rows)} contracts, {clause_questions} clause questions (up to {per_contract} clause categories "
              f"per contract, drawn with seed {seed}; the columns {', '.join(_NAMING_COLUMNS)} name the contract "
-             f"in the question and are not asked) and {len(questions) - clause_questions} portfolio questions (one "
-             "per category: which contracts have it; gold: every contract whose CUAD column holds a clause)"]
+             f"in the question and are not asked), {template - clause_questions} portfolio questions (one "
+             "per category: which contracts have it; gold: every contract whose CUAD column holds a clause) and "
+             f"{len(questions) - template} portfolio questions in a user's own words, naming no category "
+             "(sleepd.bench.portfolio_questions; same golds)"]
     return Corpus(name="contracts", root=root, profile="contracts", questions=questions,
                   rule=CONTRACT_RULE, notes=notes)

@@ -61,7 +61,7 @@ def build_aggregate(ledger: Ledger, source: Source, plan: AggregatePlan, count: 
         found = source_overview(source, plan)
         return [found] if found else []
     if plan.name == agg.PORTFOLIO:
-        return portfolio(read_records(ledger, ids, ("contract_card",)), source.name)
+        return portfolio(read_records(ledger, ids, ("contract_card", "clause")), source.name)
     records = read_records(ledger, ids, _CODE_KINDS)
     graph = code_graph(records)
     if plan.name == agg.REPO_MAP:
