@@ -39,7 +39,7 @@ def amortisation(enrichment: dict[str, Any], queries: int, sleepd_1024: float, b
     if saved <= 0:
         text = "never: the best baseline reaches sleepd's recall at 1,024 within 1,024 tokens"
     else:
-        text = f"{'<= ' if bound else ''}{break_even:,} queries"
+        text = f"{'<= ' if bound else ''}{break_even:,} {'query' if break_even == 1 else 'queries'}"
     return {
         "sleep_cpu_seconds": round(cpu_s, 2), "sleep_llm_tokens": llm_tokens, "queries_served": queries,
         "cpu_seconds_per_query": round(cpu_s / queries, 3) if queries else None,
