@@ -16,7 +16,8 @@ __all__ = ["HALVES", "SPLIT_RULE", "half_of", "in_half"]
 HALVES = ("tune", "test", "all")
 SPLIT_RULE = ("each item is in the tuning or the test half by the lowest bit of sha256('<kind>:<id>'): contracts "
               "by file name (a question follows its contract), code by repository and SWE-bench instance, "
-              "accounts by tau2 task; even = tune, odd = test")
+              "accounts by tau2 task; even = tune, odd = test (kb: by the parity of the first byte of "
+              "sha256(question id), sleepd/bench/kb.py)")
 
 
 def half_of(kind: str, key: str) -> str:
