@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from sleepd.bench.corpora import Corpus, Question, RowGold
 from sleepd.bench.datasets import load_tau2_airline, load_tau2_retail, tau2_airline_source, tau2_retail_source
+from sleepd.bench.split import in_half
 from sleepd.errors import ConfigError
 from sleepd.settings import SqlSource
 from sleepd.sql.rows import read_item, row_id
@@ -76,16 +77,17 @@ def render(source: SqlSource, key: str) -> tuple[str, str] | None:
 
 
 def load_accounts(data: Path, work: Path, max_tasks: int | None, extra_users: int | None, seed: int = 0,
-                  domain: str = "retail") -> Corpus:
-    """The ``domain``'s tasks (up to ``max_tasks``, in file order) whose actions touch an order or a
-    reservation, over a database holding their customers and ``extra_users`` others (a seeded
+                  domain: str = "retail", half: str = "all") -> Corpus:
+    """The ``domain``'s tasks of ``half`` (up to ``max_tasks``, in file order) whose actions touch an
+    order or a reservation, over a database holding their customers and ``extra_users`` others (a seeded
     sample; None: all). The corpus is named "accounts" for retail, else after the domain."""
     spec = DOMAINS[domain]
     db_path, tasks_path = data / "tau2" / domain / "db.json", data / "tau2" / domain / "tasks.json"
     if not tasks_path.is_file():
         raise ConfigError(f"Config 'data' has value {str(data)!r}. Expected {tasks_path}.")
     db = json.loads(db_path.read_text(encoding="utf-8"))
-    tasks = [t for t in json.loads(tasks_path.read_text(encoding="utf-8")) if _orders(t, spec.id_argument)]
+    tasks = [t for t in json.loads(tasks_path.read_text(encoding="utf-8"))
+             if _orders(t, spec.id_argument) and in_half("tau2", f"{domain}/{t['id']}", half)]
     tasks = tasks[:max_tasks]
     owner = {row_key: row["user_id"] for row_key, row in db[spec.rows].items()}
     wanted = {owner[o] for t in tasks for o in _orders(t, spec.id_argument) if o in owner}
@@ -124,6 +126,6 @@ def load_accounts(data: Path, work: Path, max_tasks: int | None, extra_users: in
         return key, f"What is the email address of {first} {last}, {marker}@example.com?"
 
     notes = [f"tau2 {domain}: {len(users)} accounts ({len(wanted)} customers of the tasks, {len(others)} others), "
-             f"{len(questions)} tasks whose expected actions touch one of their {spec.rows}"]
+             f"{len(questions)} tasks of the {half} half whose expected actions touch one of their {spec.rows}"]
     return Corpus(name=name, root=root, profile=source.profile, questions=questions, rule=ACCOUNT_RULE,
                   notes=notes, source=source, documents=documents, edit=edit)

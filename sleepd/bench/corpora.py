@@ -15,11 +15,12 @@ import random
 import re
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleepd.bench.portfolio_questions import PARAPHRASED
+from sleepd.bench.split import in_half
 from sleepd.errors import ConfigError
 from sleepd.settings import Source
 
@@ -33,6 +34,7 @@ __all__ = [
     "RowGold",
     "Snippet",
     "SpanGold",
+    "file_recall",
     "load_contracts",
     "recall",
 ]
@@ -142,6 +144,8 @@ class Question:
     gold: tuple[Gold, ...]
     #: what kind of question, for recall by kind ("clause", "portfolio", ...)
     kind: str = ""
+    #: the files the answer lives in (code: the files the fix touched), scored at file level too
+    files: tuple[str, ...] = ()
 
 
 def recall(question: Question, snippets: Sequence[Snippet]) -> float:
@@ -149,6 +153,14 @@ def recall(question: Question, snippets: Sequence[Snippet]) -> float:
     if not question.gold:
         return 0.0
     return sum(g.found(snippets) for g in question.gold) / len(question.gold)
+
+
+def file_recall(question: Question, cited: Collection[str]) -> float:
+    """The fraction of the question's gold files that the pack's evidence cites (paths relative to
+    the source root, as records and chunks cite them)."""
+    if not question.files:
+        return 0.0
+    return sum(f in cited for f in question.files) / len(question.files)
 
 
 @dataclass
@@ -197,15 +209,17 @@ def contract_name(row: dict[str, str]) -> str:
     return f"the {title} between {' and '.join(parties)}" if len(parties) > 1 else f"the {title} with {parties[0]}"
 
 
-def load_contracts(data: Path, work: Path, limit: int | None, per_contract: int, seed: int = 0) -> Corpus:
-    """CUAD: ``limit`` contracts (a seeded sample; None = all), up to ``per_contract`` questions
-    each, one per clause category with a non-empty clause (categories drawn with a seed)."""
+def load_contracts(data: Path, work: Path, limit: int | None, per_contract: int, seed: int = 0,
+                   half: str = "all") -> Corpus:
+    """CUAD: ``limit`` contracts of ``half`` (a seeded sample; None = all), up to ``per_contract``
+    questions each, one per clause category with a non-empty clause (categories drawn with a seed)."""
     folder, table = data / "cuad" / "contracts", data / "cuad" / "master_clauses.csv"
     if not table.is_file():
         raise ConfigError(f"Config 'data' has value {str(data)!r}. Expected {table}.")
     csv.field_size_limit(sys.maxsize)
     with table.open(encoding="utf-8", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if (folder / r["Filename"]).is_file()]
+        rows = [r for r in csv.DictReader(fh) if (folder / r["Filename"]).is_file()
+                and in_half("contracts", r["Filename"], half)]
     rows.sort(key=lambda r: r["Filename"])
     if limit is not None and limit < len(rows):
         rows = random.Random(seed).sample(rows, limit)
@@ -239,7 +253,7 @@ def load_contracts(data: Path, work: Path, limit: int | None, per_contract: int,
         if having:
             questions.append(Question(id=f"portfolio-reworded#{category}", text=text, gold=having,
                                       kind="portfolio_reworded"))
-    notes = [f"{len(rows)} contracts, {clause_questions} clause questions (up to {per_contract} clause categories "
+    notes = [f"{len(rows)} contracts of the {half} half, {clause_questions} clause questions (up to {per_contract} clause categories "
              f"per contract, drawn with seed {seed}; the columns {', '.join(_NAMING_COLUMNS)} name the contract "
              f"in the question and are not asked), {template - clause_questions} portfolio questions (one "
              "per category: which contracts have it; gold: every contract whose CUAD column holds a clause) and "

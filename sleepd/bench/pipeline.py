@@ -20,6 +20,7 @@ from sleepd.bench.drain import enrich_pending
 from sleepd.embed import Embedder, Vectors
 from sleepd.index import open_index
 from sleepd.ledger import Ledger
+from sleepd.llm_budget import usage_today
 from sleepd.query import PackedRecord
 from sleepd.schema import ItemState
 from sleepd.service import Service
@@ -73,9 +74,10 @@ class Workspace:
         self.service.ledger.close()
 
 
-def open_workspace(corpus: Corpus, work: Path, embedder: Embedder) -> Workspace:
-    """A fresh home (ledger and index) with the corpus folder declared as one source."""
-    home = work / f"{corpus.name}-home"
+def open_workspace(corpus: Corpus, work: Path, embedder: Embedder, home_name: str = "home") -> Workspace:
+    """A fresh home (ledger and index, ``work/<corpus>-<home_name>``) with the corpus folder
+    declared as one source."""
+    home = work / f"{corpus.name}-{home_name}"
     if home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True)
@@ -99,9 +101,9 @@ def first_pass(ws: Workspace, embedder: Embedder, on_outcome: Callable[[Outcome]
     if on_total is not None:
         on_total(pending)
     timed = TimedEmbedder(embedder)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcomes = enrich_pending(ws.service, timed, on_outcome)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     statuses = Counter(o.status for o in outcomes)
     records = sum(o.records for o in outcomes if o.status == "published")
     return {
@@ -110,6 +112,9 @@ def first_pass(ws: Workspace, embedder: Embedder, on_outcome: Callable[[Outcome]
         "items_per_s": round(statuses["published"] / wall, 2) if wall else 0.0,
         "records_per_s": round(records / wall, 2) if wall else 0.0,
         "embed_seconds": round(timed.seconds, 2), "embedded_texts": timed.texts,
+        # sleep-time cost: the process's CPU seconds (all threads) over the pass, and LLM tokens
+        "cpu_seconds": round(cpu, 2),
+        "llm_tokens": usage_today(ws.service.ledger)["tokens"] if ws.service.settings.llm_enabled else 0,
         "errors": sorted({o.error for o in outcomes if o.error})[:5],
     }
 

@@ -8,12 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sleepd.bench.amortise import amortisation
+from sleepd.bench.systems import LABELS, SYSTEMS
+
 __all__ = ["GOALS", "baseline_budget_for", "goals", "interpolate", "reduction", "write_reports"]
 
 #: the issue's goals, shown beside the figures (never asserted)
 GOALS = {
-    "recall": "sleepd's recall at 1024 >= the baseline's at 5120",
-    "latency": "query p50 <= 20 ms and p99 <= 60 ms over HTTP at 100k records",
+    "recall": "sleepd's recall at 1024 >= the best baseline's at 4096",
+    "latency": "query p50 <= 30 ms and p99 <= 80 ms over HTTP at 100k records",
     "overhead": "pipeline overhead <= 15% over the bare model",
     "fresh": "one edited file fresh within 2 s of idle",
 }
@@ -47,9 +50,9 @@ def _curve(corpus: dict[str, Any], system: str, budgets: Sequence[int]) -> list[
 
 
 def reduction(corpus: dict[str, Any], budgets: Sequence[int]) -> dict[str, Any]:
-    """Token-reduction factor: the budget the baseline needs for sleepd's recall at 1024, / 1024."""
+    """Token-reduction factor: the budget the best baseline needs for sleepd's recall at 1024, / 1024."""
     target = interpolate(budgets, _curve(corpus, "sleepd", budgets), REFERENCE_BUDGET)
-    needed = baseline_budget_for(budgets, _curve(corpus, "baseline", budgets), target)
+    needed = baseline_budget_for(budgets, _curve(corpus, "best", budgets), target)
     if needed is None:
         text = f"> {budgets[-1]}/{REFERENCE_BUDGET} = > {budgets[-1] / REFERENCE_BUDGET:g}"
         return {"sleepd_recall_at_1024": round(target, 4), "baseline_budget_needed": None, "factor": None,
@@ -61,16 +64,18 @@ def reduction(corpus: dict[str, Any], budgets: Sequence[int]) -> dict[str, Any]:
 
 
 def goals(corpus: dict[str, Any], budgets: Sequence[int]) -> dict[str, Any]:
-    base_5120 = interpolate(budgets, _curve(corpus, "baseline", budgets), 5120)
+    best_4096 = interpolate(budgets, _curve(corpus, "best", budgets), 4096)
     sleepd_1024 = interpolate(budgets, _curve(corpus, "sleepd", budgets), REFERENCE_BUDGET)
+    met = {"recall": {"sleepd_1024": round(sleepd_1024, 4), "best_4096": round(best_4096, 4),
+                      "met": sleepd_1024 >= best_4096}}
+    if "latency" not in corpus:  # a recall-only run
+        return met
     http = corpus["latency"]["scaled"]["http"]
     fresh = corpus["incremental"]["seconds_to_fresh_query"]
     overhead = corpus["embedding"]["overhead_pct"]
-    return {
-        "recall": {"sleepd_1024": round(sleepd_1024, 4), "baseline_5120": round(base_5120, 4),
-                   "met": sleepd_1024 >= base_5120},
+    return met | {
         "latency": {"p50_ms": http["p50_ms"], "p99_ms": http["p99_ms"], "points": corpus["latency"]["scaled"]["points"],
-                    "met": http["p50_ms"] <= 20 and http["p99_ms"] <= 60},
+                    "met": http["p50_ms"] <= 30 and http["p99_ms"] <= 80},
         "overhead": {"pct": overhead, "met": overhead is not None and overhead <= 15},
         "fresh": {"seconds": fresh, "met": fresh is not None and fresh <= 2.0},
     }
@@ -84,25 +89,46 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows), ""]
 
 
+def _systems_rows(table: dict[str, Any], budgets: Sequence[int]) -> list[list[object]]:
+    rows: list[list[object]] = [[LABELS[system], *(f"{table[system][str(b)]['recall']:.3f}" for b in budgets)]
+                                for system in (*SYSTEMS, "best") if system in table]
+    if "best" in table:
+        rows[-1][0] = "best baseline (of plain RAG, BM25)"
+        rows.append(["... which one", *(LABELS[table["best"][str(b)]["system"]] for b in budgets)])
+    return rows
+
+
 def _corpus_md(name: str, c: dict[str, Any], budgets: Sequence[int]) -> list[str]:
     lines = [f"## {name}", "", f"Profile `{c['profile']}`; {c['questions']} questions. "
              + " ".join(c["notes"]), "", f"Scoring: {c['rule']}.", ""]
-    rows = [[system, *(f"{c['recall'][system][str(b)]['recall']:.3f}" for b in budgets)]
-            for system in ("sleepd", "baseline")]
-    rows.append(["sleepd tokens used (mean)", *(c["recall"]["sleepd"][str(b)]["tokens_used_mean"] for b in budgets)])
-    rows.append(["baseline tokens used (mean)",
-                 *(c["recall"]["baseline"][str(b)]["tokens_used_mean"] for b in budgets)])
+    rows = _systems_rows(c["recall"], budgets)
+    rows += [[f"{LABELS[system]} tokens used (mean)", *(c["recall"][system][str(b)]["tokens_used_mean"]
+                                                        for b in budgets)] for system in SYSTEMS]
     lines += ["Evidence recall by token budget:", "", *_table(["system", *map(str, budgets)], rows)]
+    if c.get("recall_file_level"):
+        n = sum(1 for q in c["per_question"] if q.get("files"))
+        lines += [f"At file level ({n} questions): the share of the files the fix touched (expected_spans and the "
+                  "golden patch, those present in the version indexed) that the pack's evidence cites:", "",
+                  *_table(["system", *map(str, budgets)], _systems_rows(c["recall_file_level"], budgets))]
     for kind, recall in c.get("recall_by_kind", {}).items():
         n = sum(1 for q in c["per_question"] if q.get("kind") == kind)
-        kind_rows = [[system, *(f"{recall[system][str(b)]['recall']:.3f}" for b in budgets)]
-                     for system in ("sleepd", "baseline")]
-        lines += [f"Of which {kind} questions ({n}):", "", *_table(["system", *map(str, budgets)], kind_rows)]
+        lines += [f"Of which {kind} questions ({n}):", "", *_table(["system", *map(str, budgets)],
+                                                                   _systems_rows(recall, budgets))]
     full, red, e, emb = c["full_context"], c["reduction"], c["enrichment"], c["embedding"]
     lines += [f"Full context: {full['tokens']:,} tokens in {full['files']} files "
-              f"({full['tokens_per_file_mean']:,} per file). Token-reduction factor (budget the baseline needs for "
-              f"sleepd's recall at 1024, / 1024): **{red['text']}** (sleepd@1024 = {red['sleepd_recall_at_1024']}).",
-              ""]
+              f"({full['tokens_per_file_mean']:,} per file). Token-reduction factor (budget the best baseline needs "
+              f"for sleepd's recall at 1024, / 1024): **{red['text']}** "
+              f"(sleepd@1024 = {red['sleepd_recall_at_1024']}).", ""]
+    am = c["amortisation"]
+    lines += ["Amortisation (sleep-time compute over the queries served):", "", *_table(["", "value"], [
+        ["sleep-time cost: worker CPU-seconds (LLM tokens)", f"{am['sleep_cpu_seconds']} ({am['sleep_llm_tokens']})"],
+        [f"per query served ({am['queries_served']} queries)", f"{am['cpu_seconds_per_query']} CPU-s"],
+        ["live tokens saved per query at equal recall (best baseline's budget for sleepd@1024, - 1024)",
+         f"{'>= ' if am['saved_is_lower_bound'] else ''}{am['live_tokens_saved_per_query']:,}"],
+        [f"break-even (at {am['prices']})", am["break_even"]]])]
+    if "latency" not in c:
+        return [*lines, f"Enrichment: {e['items']} items, {e['records']} records in {e['seconds']} s. "
+                f"Baseline chunks: {c['baseline']['chunks']}.", ""]
     lat = c["latency"]
     lines += _table(["latency (budget 1024)", "points", "p50 ms", "p99 ms", "n"], [
         [where, lat[size]["points"], lat[size][kind]["p50_ms"], lat[size][kind]["p99_ms"], lat[size][kind]["n"]]
@@ -132,7 +158,7 @@ def _corpus_md(name: str, c: dict[str, Any], budgets: Sequence[int]) -> list[str
         ["the daemon adds at most (debounce + scheduler tick + indexer tick), s", inc["daemon_adds_up_to_s"]]])
     g = c["goals"]
     lines += _table(["goal", "measured", "met"], [
-        [GOALS["recall"], f"{g['recall']['sleepd_1024']} vs {g['recall']['baseline_5120']}", g["recall"]["met"]],
+        [GOALS["recall"], f"{g['recall']['sleepd_1024']} vs {g['recall']['best_4096']}", g["recall"]["met"]],
         [GOALS["latency"], f"p50 {g['latency']['p50_ms']} / p99 {g['latency']['p99_ms']} ms at "
          f"{g['latency']['points']} points", g["latency"]["met"]],
         [GOALS["overhead"], f"{g['overhead']['pct']}%", g["overhead"]["met"]],
@@ -148,16 +174,19 @@ def markdown(report: dict[str, Any]) -> str:
              f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB, Python {m['python']}, {m['platform']}. "
              f"Embedder {m['embedder']}, tokenizer {m['tokenizer']}.", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
+    lines += [f"Half: **{report.get('half', 'all')}** ({report.get('split', 'no split')}).", ""]
     summary = [[name, c["questions"], f"{c['full_context']['tokens']:,}",
-                f"{c['recall']['sleepd']['1024']['recall']:.3f}", f"{c['recall']['baseline']['1024']['recall']:.3f}",
-                c["reduction"]["text"]] for name, c in report["corpora"].items()]
-    lines += _table(["corpus", "questions", "full context tokens", "sleepd recall@1024", "baseline recall@1024",
-                     "token-reduction factor"], summary)
+                *(f"{c['recall'][system]['1024']['recall']:.3f}" for system in (*SYSTEMS, "best")),
+                c["reduction"]["text"], c["amortisation"]["break_even"]] for name, c in report["corpora"].items()]
+    lines += _table(["corpus", "questions", "full context tokens", *(f"{LABELS[s]} @1024" for s in (*SYSTEMS, "best")),
+                     "token-reduction factor vs best", "break-even"], summary)
     for name, corpus in report["corpora"].items():
         lines += _corpus_md(name, corpus, budgets)
     if "seconds" not in report:
         return "\n".join([*lines, "(The run is still going: corpora so far.)", ""])
     lines += _clauses_md(report.get("cuad_clauses"))
+    if report.get("recall_only"):
+        return "\n".join([*lines, "Recall only (--recall-only): no latency, edit probe or idle awareness.", ""])
     if "synthetic_index" in report:  # only a run with a retrieval corpus measures search and idleness
         s = report["synthetic_index"]
         lines += ["## Search at scale", "", s["how"] + ".", ""]
@@ -204,7 +233,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
     for color, (name, c) in zip(colors, report["corpora"].items(), strict=False):
         ax.plot(budgets, _curve(c, "sleepd", budgets), "-o", color=color, label=f"{name}: sleepd")
-        ax.plot(budgets, _curve(c, "baseline", budgets), "--s", color=color, alpha=0.7, label=f"{name}: plain RAG")
+        ax.plot(budgets, _curve(c, "best", budgets), "--s", color=color, alpha=0.7, label=f"{name}: best baseline")
+        ax.plot(budgets, _curve(c, "ablation", budgets), ":^", color=color, alpha=0.5, label=f"{name}: ablation")
     ax.set_xscale("log", base=2)
     ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_ylim(0, 1.02)
@@ -221,8 +251,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def write_reports(report: dict[str, Any], out: Path) -> None:
     """Adds reduction factors and goals to each corpus, then writes the three files."""
     for corpus in report["corpora"].values():
-        corpus["reduction"] = reduction(corpus, report["budgets"])
-        corpus["goals"] = goals(corpus, report["budgets"])
+        budgets = report["budgets"]
+        corpus["reduction"] = red = reduction(corpus, budgets)
+        corpus["amortisation"] = amortisation(corpus["enrichment"], corpus["questions"], red["sleepd_recall_at_1024"],
+                                              red["baseline_budget_needed"], budgets)
+        corpus["goals"] = goals(corpus, budgets)
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
     if report["corpora"]:  # recall per budget: none to draw for an evaluation alone

@@ -26,13 +26,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sleepd import defaults
 from sleepd.auth import create_token
+from sleepd.bench.ablation import chunk_memory
 from sleepd.bench.baseline import CHUNK_OVERLAP, CHUNK_TOKENS, TOP_K, PlainRAG
-from sleepd.bench.corpora import Corpus, Question, load_contracts, recall
+from sleepd.bench.bm25 import BM25Chunks
+from sleepd.bench.corpora import Corpus, Question, load_contracts
 from sleepd.bench.idle import idle_awareness
 from sleepd.bench.latency import fill_index, serve, synthetic_search_latency, timed
-from sleepd.bench.pipeline import ADMIN, Workspace, first_pass, incremental, open_workspace, raw_model, to_snippet
+from sleepd.bench.pipeline import ADMIN, Workspace, first_pass, incremental, open_workspace, raw_model
 from sleepd.bench.report import write_reports
+from sleepd.bench.split import HALVES, SPLIT_RULE
 from sleepd.bench.swebench import DEFAULT_REPOS, QUICK_REPOS, load_code
+from sleepd.bench.systems import measure
 from sleepd.embed import MODEL_NAME, Embedder, get_embedder
 from sleepd.errors import ConfigError
 from sleepd.tokens import Tokenizer, get_tokenizer
@@ -78,28 +82,33 @@ class BenchConfig:
     idle_files: int | None = None
     idle_window: float | None = None
     progress: bool = True
+    #: which half of every corpus (split.py): "test" is what the README reports; "tune" to tune on
+    half: str = "test"
+    #: recall only: no latency, no edit probe, no synthetic index, no idle awareness
+    recall_only: bool = False
 
 
 def _load(name: str, config: BenchConfig, work: Path) -> Corpus:
     if name == "contracts":
         limit = config.contracts if config.contracts is not None else (20 if config.quick else None)
         per = config.per_contract or (3 if config.quick else 5)
-        return load_contracts(config.data, work, limit, per)
+        return load_contracts(config.data, work, limit, per, half=config.half)
     if name == "code":
         repos = config.repos or (QUICK_REPOS if config.quick else DEFAULT_REPOS)
         issues = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
-        return load_code(config.data, work, config.cache, repos, issues, config.local_code_roots)
+        return load_code(config.data, work, config.cache, repos, issues, config.local_code_roots, config.half)
     if name in ("accounts", "airline"):
         from sleepd.bench.accounts import load_accounts
 
         tasks = config.max_issues if config.max_issues is not None else (10 if config.quick else None)
         extra = config.extra_accounts if config.extra_accounts is not None else (40 if config.quick else None)
-        return load_accounts(config.data, work, tasks, extra, domain="retail" if name == "accounts" else name)
+        return load_accounts(config.data, work, tasks, extra, domain="retail" if name == "accounts" else name,
+                             half=config.half)
     if name == "kb":
         from sleepd.bench.kb import load_kb
 
         limit = config.max_issues if config.max_issues is not None else (40 if config.quick else None)
-        return load_kb(work, limit, half="test")
+        return load_kb(work, limit, half=None if config.half == "all" else config.half)
     raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA + EVALUATIONS)}.")
 
 
@@ -109,39 +118,6 @@ def _bar(enabled: bool) -> Iterator[Progress]:
                         console=Console(stderr=True), transient=True, disable=not enabled)
     with progress:
         yield progress
-
-
-def _recall(ws: Workspace, rag: PlainRAG, embedder: Embedder, bar: Progress) -> dict[str, Any]:
-    questions = ws.corpus.questions
-    task = bar.add_task(f"{ws.corpus.name}: questions", total=len(questions))
-    rows: list[dict[str, Any]] = []
-    for q in questions:
-        ranked = rag.ranked(embedder.encode_one(q.text))
-        row: dict[str, Any] = {"id": q.id, "kind": q.kind, "gold": len(q.gold), "sleepd": [], "baseline": [],
-                               "sleepd_tokens": [], "baseline_tokens": []}
-        for budget in BUDGETS:
-            result = ws.service.query(q.text, budget, ADMIN)
-            row["sleepd"].append(recall(q, [to_snippet(r) for r in result.records]))
-            row["sleepd_tokens"].append(result.tokens_used)
-            snippets, used = rag.pack(ranked, budget)
-            row["baseline"].append(recall(q, snippets))
-            row["baseline_tokens"].append(used)
-        rows.append(row)
-        bar.advance(task)
-    kinds = sorted({r["kind"] for r in rows})
-    by_kind = {kind: {system: {str(b): _summary([r for r in rows if r["kind"] == kind], system, i, b)
-                               for i, b in enumerate(BUDGETS)} for system in ("sleepd", "baseline")}
-               for kind in kinds} if len(kinds) > 1 else {}
-    return {system: {str(b): _summary(rows, system, i, b) for i, b in enumerate(BUDGETS)}
-            for system in ("sleepd", "baseline")} | {"questions": rows, "by_kind": by_kind}
-
-
-def _summary(rows: list[dict[str, Any]], system: str, i: int, budget: int) -> dict[str, Any]:
-    n = len(rows) or 1
-    tokens = [r[f"{system}_tokens"][i] for r in rows]
-    return {"recall": round(sum(r[system][i] for r in rows) / n, 4),
-            "tokens_used_mean": round(sum(tokens) / n, 1), "tokens_used_max": max(tokens, default=0),
-            "over_budget": sum(1 for t in tokens if t > budget)}
 
 
 def _latency(ws: Workspace, questions: list[Question], n: int) -> dict[str, Any]:
@@ -167,6 +143,7 @@ def _full_context(ws: Workspace, tokenizer: Tokenizer) -> dict[str, Any]:
 def bench_corpus(corpus: Corpus, config: BenchConfig, work: Path, embedder: Embedder, bar: Progress) -> dict[str, Any]:
     tokenizer = get_tokenizer(defaults.TOKENIZER)
     ws = open_workspace(corpus, work, embedder)
+    chunk_ws: Workspace | None = None
     try:
         task = bar.add_task(f"{corpus.name}: enriching", total=None)
         enrichment = first_pass(ws, embedder, on_outcome=lambda _: bar.advance(task),
@@ -174,9 +151,20 @@ def bench_corpus(corpus: Corpus, config: BenchConfig, work: Path, embedder: Embe
         raw = raw_model(ws, embedder, enrichment)
         rag = PlainRAG(corpus.name, embedder, tokenizer)
         rag.build(ws.files())
+        bm25 = BM25Chunks(rag.chunks)
+        chunk_ws = chunk_memory(ws, rag.chunks, rag.vectors, work, embedder)
         baseline = {"chunks": len(rag.chunks), "chunk_tokens": CHUNK_TOKENS, "overlap": CHUNK_OVERLAP, "top_k": TOP_K,
                     "embed_seconds": round(rag.embed_seconds, 2)}
-        results = _recall(ws, rag, embedder, bar)
+        results = measure(ws, chunk_ws, rag, bm25, embedder, BUDGETS, bar)
+        report: dict[str, Any] = {
+            "corpus": corpus.name, "profile": corpus.profile, "root": str(corpus.root), "rule": corpus.rule,
+            "notes": corpus.notes, "questions": len(corpus.questions), "full_context": _full_context(ws, tokenizer),
+            "enrichment": enrichment, "embedding": raw, "baseline": baseline, "recall": results["recall"],
+            "recall_by_kind": results["by_kind"], "recall_file_level": results["file_level"],
+            "per_question": results["questions"], "peak_rss_mb": _peak_rss_mb(),
+        }
+        if config.recall_only:
+            return report
         n_latency = config.latency_queries or (30 if config.quick else 100)
         latency = {"corpus": _latency(ws, corpus.questions, n_latency)}
         inc = incremental(ws, embedder)
@@ -186,15 +174,10 @@ def bench_corpus(corpus: Corpus, config: BenchConfig, work: Path, embedder: Embe
         latency["scaled"]["how"] = (f"the corpus index padded with {filler} synthetic random unit vectors "
                                     f"({round(fill_s, 1)} s to add) to {ws.service.index.count()} points; the "
                                     "full query path (embed, search, verify against the ledger, rank, pack)")
-        return {
-            "corpus": corpus.name, "profile": corpus.profile, "root": str(corpus.root), "rule": corpus.rule,
-            "notes": corpus.notes, "questions": len(corpus.questions), "full_context": _full_context(ws, tokenizer),
-            "enrichment": enrichment, "embedding": raw, "baseline": baseline, "recall": {
-                "sleepd": results["sleepd"], "baseline": results["baseline"]}, "recall_by_kind": results["by_kind"],
-            "per_question": results["questions"], "latency": latency, "incremental": inc,
-            "peak_rss_mb": _peak_rss_mb(),
-        }
+        return {**report, "latency": latency, "incremental": inc, "peak_rss_mb": _peak_rss_mb()}
     finally:
+        if chunk_ws is not None:
+            chunk_ws.close()
         ws.close()
 
 
@@ -237,9 +220,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     for name in config.corpora:
         if name not in CORPORA + EVALUATIONS:
             raise ConfigError(f"Config 'corpus' has value {name!r}. One of: {', '.join(CORPORA + EVALUATIONS)}.")
+    if config.half not in HALVES:
+        raise ConfigError(f"Config 'half' has value {config.half!r}. One of: {', '.join(HALVES)}.")
     config.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     report: dict[str, Any] = {"started_at": started, "quick": config.quick, "budgets": list(BUDGETS),
+                              "half": config.half, "split": SPLIT_RULE, "recall_only": config.recall_only,
                               "machine": machine(), "corpora": {}}
     if CLAUSES in config.corpora:
         # imported here: `python -m sleepd.bench.cuad_clauses` must not find it imported by the package
@@ -265,6 +251,8 @@ def _bench_retrieval(config: BenchConfig, names: tuple[str, ...], report: dict[s
         for corpus in corpora:
             report["corpora"][corpus.name] = bench_corpus(corpus, config, work, embedder, bar)
             write_reports(report, config.out)  # a long run keeps what it measured so far
+        if config.recall_only:
+            return
         task = bar.add_task(f"search latency at {config.scale_points} synthetic points", total=None)
         shutil.rmtree(work / "synthetic-index", ignore_errors=True)
         report["synthetic_index"] = synthetic_search_latency(work / "synthetic-index", config.scale_points)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sleepd import defaults
 from sleepd.bench.corpora import Corpus, Question, SpanGold
+from sleepd.bench.split import in_half
 from sleepd.errors import ConfigError, SleepdError
 
 __all__ = ["CODE_RULE", "DEFAULT_REPOS", "QUICK_REPOS", "SDISTS", "fetch_sdist", "load_code"]
@@ -44,8 +45,10 @@ SDISTS: dict[str, tuple[str, str]] = {
 }
 #: the smallest sdist of the twelve: what --quick indexes
 QUICK_REPOS = ("psf/requests",)
-#: three small projects: a full run on two shared cores stays within minutes
-DEFAULT_REPOS = ("psf/requests", "pallets/flask", "pytest-dev/pytest")
+#: five small projects (seaborn and Sphinx added for the test half, issue 12): a run on two shared
+#: cores stays within minutes. pylint and xarray are left out: their sdists cannot be fetched
+#: without building them (pip download builds the metadata of a pyproject sdist)
+DEFAULT_REPOS = ("psf/requests", "pallets/flask", "pytest-dev/pytest", "mwaskom/seaborn", "sphinx-doc/sphinx")
 #: spans in expected_spans that are not a def or class
 _NOT_SYMBOLS = ("imports",)
 
@@ -142,11 +145,36 @@ def _gold(repo_dir: str, root: Path, spans: Mapping[str, Sequence[str]]) -> tupl
     return gold, missing
 
 
+def patch_files(patch: str) -> list[str]:
+    """The files a unified diff changes, in order (``diff --git a/X b/X``, else ``+++ b/X``)."""
+    found: list[str] = []
+    for line in patch.splitlines():
+        path = None
+        if line.startswith("diff --git "):
+            path = line.rsplit(" b/", 1)[-1] if " b/" in line else None
+        elif line.startswith("+++ b/"):
+            path = line[len("+++ b/"):].split("\t")[0]
+        if path and path not in found:
+            found.append(path)
+    return found
+
+
+def gold_files(label: str, root: Path, issue: Mapping[str, object]) -> tuple[str, ...]:
+    """The files the fix touched (``expected_spans`` keys and the golden patch's files) that exist
+    in the version indexed, as the corpus cites them (``<label>/<path>``)."""
+    spans = issue.get("expected_spans")
+    names = list(spans) if isinstance(spans, Mapping) else []
+    patch = issue.get("golden_patch")
+    names += [f for f in patch_files(patch) if f not in names] if isinstance(patch, str) else []
+    return tuple(f"{label}/{f}" for f in names if f.endswith(".py") and (root / label / f).is_file())
+
+
 def load_code(data: Path, work: Path, cache: Path, repos: Sequence[str], max_issues: int | None,
-              local_roots: Mapping[str, Path] | None = None) -> Corpus:
-    """SWE-bench Lite issues of ``repos`` (up to ``max_issues`` per repository, in file order),
-    over the Python files of each project's sdist (or of ``local_roots[repo]``, a folder laid out
-    like the repository, which skips the download)."""
+              local_roots: Mapping[str, Path] | None = None, half: str = "all") -> Corpus:
+    """SWE-bench Lite issues of ``repos`` in ``half`` (up to ``max_issues`` per repository, in file
+    order), over the Python files of each project's sdist (or of ``local_roots[repo]``, a folder
+    laid out like the repository, which skips the download). Each question carries its gold
+    functions and, for file-level scoring, the files the fix touched."""
     table = data / "swebench-lite.jsonl"
     if not table.is_file():
         raise ConfigError(f"Config 'data' has value {str(data)!r}. Expected {table}.")
@@ -167,7 +195,8 @@ def load_code(data: Path, work: Path, cache: Path, repos: Sequence[str], max_iss
             dist, version = SDISTS[repo]
             source, label = fetch_sdist(dist, version, cache), f"{dist}-{version}"
         shutil.copytree(source, root / label, ignore=_only_python)
-        picked = [i for i in issues if i["repo"] == repo][:max_issues]
+        picked = [i for i in issues if i["repo"] == repo and in_half("code", f"{repo}/{i['instance_id']}", half)]
+        picked = picked[:max_issues]
         asked = unresolved = 0
         for issue in picked:
             gold, missing = _gold(label, root, issue["expected_spans"])
@@ -175,10 +204,10 @@ def load_code(data: Path, work: Path, cache: Path, repos: Sequence[str], max_iss
             if not gold:
                 continue
             asked += 1
-            questions.append(Question(id=issue["instance_id"], gold=tuple(gold),
+            questions.append(Question(id=issue["instance_id"], gold=tuple(gold), files=gold_files(label, root, issue),
                                       text=issue["problem_statement"].strip()[: defaults.MAX_QUERY_CHARS]))
-        notes.append(f"{repo}: {label}, {asked} of {len(picked)} issues asked ({unresolved} gold functions not "
-                     "found in this version and left out)")
+        notes.append(f"{repo}: {label}, {asked} of {len(picked)} issues of the {half} half asked ({unresolved} gold "
+                     "functions not found in this version and left out)")
     return Corpus(name="code", root=root, profile="code", questions=questions, rule=CODE_RULE,
                   include=("**/*.py",), notes=notes)
 

@@ -29,8 +29,12 @@ __all__ = ["bench"]
 @click.option("--repos", help="Comma-separated SWE-bench repositories, e.g. psf/requests,pytest-dev/pytest.")
 @click.option("--max-issues", type=int,
               help="Issues per repository, tau2 tasks or kb questions (default 10 quick, 40 kb, else all).")
+@click.option("--half", type=click.Choice(["tune", "test", "all"]), default="test", show_default=True,
+              help="Which half of every corpus (split by a SHA-256 of each contract, SWE-bench instance, tau2 "
+                   "task or kb question): tune on 'tune', report 'test'.")
+@click.option("--recall-only", is_flag=True, help="Measure recall only: no latency, edit probe or idle awareness.")
 def bench(data_dir: str, out_dir: str, corpora: str, quick: bool, cache_dir: str | None, contracts: int | None,
-          per_contract: int | None, repos: str | None, max_issues: int | None) -> None:
+          per_contract: int | None, repos: str | None, max_issues: int | None, half: str, recall_only: bool) -> None:
     """Measure recall per live token, latency and throughput against plain RAG (or score the clause
     classifier against CUAD: --corpus cuad-clauses); write reports to OUT."""
     from pathlib import Path
@@ -41,14 +45,16 @@ def bench(data_dir: str, out_dir: str, corpora: str, quick: bool, cache_dir: str
                          corpora=tuple(c.strip() for c in corpora.split(",") if c.strip()),
                          contracts=contracts, per_contract=per_contract, max_issues=max_issues,
                          repos=tuple(r.strip() for r in repos.split(",") if r.strip()) if repos else None,
-                         progress=sys.stderr.isatty())
+                         half=half, recall_only=recall_only, progress=sys.stderr.isatty())
     if cache_dir:
         config.cache = Path(cache_dir)
     report = run_bench(config)
     for name, corpus in report["corpora"].items():
-        out.print(f"{name}: recall@1024 sleepd {corpus['recall']['sleepd']['1024']['recall']:.3f} vs baseline "
-                  f"{corpus['recall']['baseline']['1024']['recall']:.3f}; token-reduction factor "
-                  f"{corpus['reduction']['text']}")
+        at = {s: corpus["recall"][s]["1024"]["recall"] for s in ("sleepd", "baseline", "bm25", "ablation", "best")}
+        out.print(f"{name} ({half} half): recall@1024 sleepd {at['sleepd']:.3f}, plain RAG {at['baseline']:.3f}, "
+                  f"BM25 {at['bm25']:.3f}, ablation {at['ablation']:.3f}, best baseline {at['best']:.3f}; "
+                  f"token-reduction factor {corpus['reduction']['text']}; break-even "
+                  f"{corpus['amortisation']['break_even']}")
     if "cuad_clauses" in report:
         clauses = report["cuad_clauses"]
         out.print(f"cuad-clauses: {clauses['contracts']} contracts, micro precision {clauses['precision']:.3f}, "
