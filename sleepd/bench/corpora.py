@@ -253,10 +253,11 @@ def load_contracts(data: Path, work: Path, limit: int | None, per_contract: int,
         if having:
             questions.append(Question(id=f"portfolio-reworded#{category}", text=text, gold=having,
                                       kind="portfolio_reworded"))
-    notes = [f"{len(rows)} contracts of the {half} half, {clause_questions} clause questions (up to {per_contract} clause categories "
-             f"per contract, drawn with seed {seed}; the columns {', '.join(_NAMING_COLUMNS)} name the contract "
-             f"in the question and are not asked), {template - clause_questions} portfolio questions (one "
-             "per category: which contracts have it; gold: every contract whose CUAD column holds a clause) and "
+    notes = [f"{len(rows)} contracts of the {half} half, {clause_questions} clause questions (up to "
+             f"{per_contract} clause categories per contract, drawn with seed {seed}; the columns "
+             f"{', '.join(_NAMING_COLUMNS)} name the contract in the question and are not asked), "
+             f"{template - clause_questions} portfolio questions (one per category: which contracts have it; "
+             "gold: every contract whose CUAD column holds a clause) and "
              f"{len(questions) - template} portfolio questions in a user's own words, naming no category "
              "(sleepd.bench.portfolio_questions; same golds)"]
     return Corpus(name="contracts", root=root, profile="contracts", questions=questions,
