@@ -252,7 +252,7 @@ def enrich_items(self: Any, items: list[list[Any]]) -> list[str]:
     ledger = _ledger(settings.database_url)
     pairs = [(int(item_id), bool(force)) for item_id, force in items]
     ledger.start_attempt([item_id for item_id, _ in pairs])
-    outcomes = run_batch(ledger, get_embedder(settings.embed_backend, settings.home / "models"), settings, pairs)
+    outcomes = run_batch(ledger, get_embedder(settings.embed_backend, *settings.embedder_dirs), settings, pairs)
     for (item_id, _), outcome in zip(pairs, outcomes, strict=True):
         then_aggregates(ledger, item_id)
         item = ledger.item(item_id)  # named by source and key in the log, as a person knows it

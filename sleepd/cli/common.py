@@ -101,13 +101,32 @@ def _service(settings: Settings, lock: Any) -> Iterator[Any]:
         lock.release()
 
 
+def _through(client: Any, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """The daemon's answer; while it loads the embedding model (503 model_loading), wait for it."""
+    from sleepd.errors import ModelLoading, SleepdError
+
+    deadline = time.monotonic() + defaults.MODEL_WAIT_SECONDS
+    told = False
+    while True:
+        try:
+            return client.get(path) if method == "GET" else client.post(path, body)  # type: ignore[no-any-return]
+        except SleepdError as exc:
+            if exc.code != ModelLoading.code or time.monotonic() >= deadline:
+                raise
+            if not told:
+                err.print(f"the daemon is loading the embedding model... (waiting up to "
+                          f"{defaults.MODEL_WAIT_SECONDS:g} s)", highlight=False)
+                told = True
+            time.sleep(0.5)
+
+
 def call(settings: Settings, method: str, path: str, body: dict[str, Any] | None,
          local: Callable[[Any], Any]) -> dict[str, Any]:
     """Through the daemon's API when one answers, else in this process."""
     client, lock = _reach(settings)
     if client is not None:
         try:
-            return client.get(path) if method == "GET" else client.post(path, body)  # type: ignore[no-any-return]
+            return _through(client, method, path, body)
         finally:
             client.close()
     with _service(settings, lock) as service:
