@@ -157,9 +157,9 @@ def ensure_export(model_path: Path, cache_dir: Path, model_name: str) -> Path:
         problem = _problem(path)  # another process may have made it while we waited
         if problem is not None:
             if problem == "missing":
-                log.info("exporting %s to ONNX at %s (once per machine)", model_name, path)
+                log.info("exporting %s to ONNX at %s (once per machine; pid %d)", model_name, path, os.getpid())
             else:
-                log.warning("the ONNX export at %s is unusable: %s; exporting it again", path, problem)
+                log.warning("the ONNX export at %s is unusable: %s; exporting it again (pid %d)", path, problem, os.getpid())
             started = time.monotonic()
             export_model(model_path, path)
             log.info("exported %s to ONNX in %.1f s", model_name, time.monotonic() - started)
