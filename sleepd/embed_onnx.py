@@ -159,7 +159,8 @@ def ensure_export(model_path: Path, cache_dir: Path, model_name: str) -> Path:
             if problem == "missing":
                 log.info("exporting %s to ONNX at %s (once per machine; pid %d)", model_name, path, os.getpid())
             else:
-                log.warning("the ONNX export at %s is unusable: %s; exporting it again (pid %d)", path, problem, os.getpid())
+                log.warning("the ONNX export at %s is unusable: %s; exporting it again (pid %d)", path, problem,
+                            os.getpid())
             started = time.monotonic()
             export_model(model_path, path)
             log.info("exported %s to ONNX in %.1f s", model_name, time.monotonic() - started)
