@@ -5,6 +5,7 @@ loads the model, instead of holding it for the export."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -104,8 +105,9 @@ class _Starting:
         home, port = tmp_path / "home", free_port()
         (tmp_path / "proj").mkdir()
         (tmp_path / "proj" / "NOTES.md").write_text("# Notes\n\nWe release on Tuesdays.\n")
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "SLEEPD_HOME": str(home), "SLEEPD_API_PORT": str(port),
-               "SLEEPD_MODEL_CACHE": str(cache), "SLEEPD_CONFIG": "", "SLEEPD_EMBEDDED_WORKER": "false"}
+        self.env = env = {**os.environ, "PYTHONPATH": str(ROOT), "SLEEPD_HOME": str(home),
+                          "SLEEPD_API_PORT": str(port), "SLEEPD_MODEL_CACHE": str(cache), "SLEEPD_CONFIG": "",
+                          "SLEEPD_EMBEDDED_WORKER": "false"}
         self.log = (tmp_path / "daemon.log").open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "sleepd", "run", str(tmp_path / "proj")], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -150,11 +152,22 @@ def test_a_query_while_the_model_loads_is_a_503_at_once(starting: _Starting, who
     answer = starting.http.post("/v1/query", json={"q": "when do we release?", "budget": 512})
     assert answer.status_code == 503
     assert answer.json() == {"error": {"status": 503, "code": "model_loading", "message": MODEL_LOADING}}
+    # the CLI waits for the model instead of failing
+    stderr = tmp_path / "cli.err"
+    with stderr.open("w") as err:
+        cli = subprocess.Popen([sys.executable, "-m", "sleepd", "query", "when do we release?", "--json"],
+                               env=starting.env, stdout=subprocess.PIPE, stderr=err, text=True)
+    wait_for(lambda: cli.poll() is not None or "loading the embedding model" in stderr.read_text(), timeout=120,
+             what="the CLI waiting for the model")
+    assert cli.poll() is None, stderr.read_text()
     # the export appears (as another process would make it) and the daemon may load it: it then
     # answers, from that file, without exporting its own
     seeded = _seed(tmp_path / "cache", whole_export)
     mtime = seeded.stat().st_mtime_ns
     starting.let_load()
+    out, _ = cli.communicate(timeout=120)
+    assert cli.returncode == 0, stderr.read_text()
+    assert "budget" in json.loads(out)
     wait_for(lambda: starting.http.get("/health").json()["components"]["model"] == "ok", timeout=120,
              what="the model loaded")
     assert starting.http.get("/v1/status").json()["daemon"]["model"] == "ready"
