@@ -161,6 +161,8 @@ def ensure_export(model_path: Path, cache_dir: Path, model_name: str) -> Path:
             else:
                 log.warning("the ONNX export at %s is unusable: %s; exporting it again (pid %d)", path, problem,
                             os.getpid())
+            for stale in cache_dir.glob(f"{path.name}*.tmp"):  # left by an exporter that was killed
+                stale.unlink(missing_ok=True)
             started = time.monotonic()
             export_model(model_path, path)
             log.info("exported %s to ONNX in %.1f s", model_name, time.monotonic() - started)
