@@ -184,6 +184,9 @@ class Daemon:
         self._ensure_token(home)
         self.service = Service.open(self.settings, self.ledger)
         self.service.extra_status = self._extra_status
+        # before the API answers: a query meanwhile gets a 503 at once, not a wait on the export
+        self.service.model_loading = True
+        self._spawn("model", self.service.load_model)
         from workers.app import configure
         from workers.tasks import TASK_NAME, pipeline_version
 
@@ -363,6 +366,7 @@ class Daemon:
             components["indexer"] = f"error: {self.service.indexer.last_error}"
         if self.settings.embedded_worker:
             components["worker"] = "ok" if self.worker_pid else "stopped"
+        components["model"] = "ok" if self.service.model_state == "ready" else self.service.model_state
         ok = self.state == DaemonState.RUNNING and all(v == "ok" for v in components.values())
         return {"status": "ok" if ok else "degraded", "state": self.state.value, "components": components}
 
@@ -376,7 +380,8 @@ class Daemon:
                        "worker_pid": self.worker_pid, "worker_restarts": self.worker_restarts,
                        "worker_restart_delay_s": self.worker_restart_delay,
                        # the memory is ready once the first scan's work is all published and indexed
-                       "ready": self.first_pass_s is not None, "first_pass_s": self.first_pass_s},
+                       "ready": self.first_pass_s is not None, "first_pass_s": self.first_pass_s,
+                       "model": self.service.model_state},
             "scheduler": self.scheduler.describe(),
             "health": self.health(),
         }

@@ -66,6 +66,8 @@ WORKER_STABLE_SECONDS = 60.0
 #: a CLI command that finds the daemon starting (home locked, API not yet up) waits this long for
 #: its API: loading the model and opening the index take seconds, a first start longer
 DAEMON_START_WAIT_SECONDS = 60.0
+#: how long the CLI waits for a daemon that is loading (or, the first time, exporting) the model
+MODEL_WAIT_SECONDS = 300.0
 #: the Celery queue name, so sleepd can share a broker with other apps
 QUEUE = "sleepd"
 #: embedding dimension of all-MiniLM-L6-v2
@@ -78,7 +80,8 @@ EMBED_BACKENDS = ("auto", "onnx", "torch")
 FILE_PROFILES = ("auto", "code", "docs", "contracts")
 SQL_PROFILES = ("accounts",)
 PROFILES = FILE_PROFILES + SQL_PROFILES
-#: the ONNX export of the model, made once from the local weights, when no sleepd home is given
+#: the ONNX export of the model, made once per machine and user from the local weights and shared by
+#: every home (setting model_cache, SLEEPD_MODEL_CACHE)
 MODEL_CACHE = "~/.cache/sleepd/models"
 #: files never worth indexing, whatever the include globs say
 EXCLUDE = (

