@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -23,9 +21,9 @@ from sleepd.cli import cli
 from sleepd.embed import Embedder
 from sleepd.errors import ConfigError
 from sleepd.tokens import get_tokenizer
+from tests.helpers import click_repo
 
 DATA = DATA_DIR
-CLICK_SRC = Path(click.__file__).parent
 
 
 def _data(tmp_path: Path) -> Path:
@@ -44,9 +42,7 @@ def _data(tmp_path: Path) -> Path:
          "problem_statement": "LazyFile.close closes a file that was never opened"},
     ]
     (data / "swebench-lite.jsonl").write_text("".join(json.dumps(i) + "\n" for i in issues))
-    repo = tmp_path / "click-repo" / "click"
-    repo.mkdir(parents=True)
-    shutil.copy(CLICK_SRC / "utils.py", repo / "utils.py")
+    click_repo(tmp_path / "click-repo" / "click", ("utils.py",))
     return data
 
 
