@@ -29,14 +29,18 @@ def unavailable(what: str) -> None:
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1,
-             what: str = "condition") -> object:
-    """Poll until ``condition()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+             what: str = "condition", fail: bool = True) -> object:
+    """Poll until ``condition()`` is truthy and return its value; after ``timeout`` seconds fail the
+    test naming ``what``, or with ``fail=False`` return the last (falsy) value, for a caller that
+    reports a timeout itself."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
+            if not fail:
+                return value
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
