@@ -1,19 +1,25 @@
-"""Test helpers: waiting, ports, required services, and the real pipeline driven in-process."""
+"""Test helpers: waiting, ports, required services, a small code repository, and the real pipeline
+driven in-process."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
+import click
 import pytest
 
 from sleepd.bench.drain import enrich_pending
 
-__all__ = ["enrich_pending", "free_port", "unavailable", "wait_for"]
+__all__ = ["CLICK_SRC", "click_repo", "enrich_pending", "free_port", "unavailable", "wait_for"]
 
 REQUIRE = os.environ.get("SLEEPD_REQUIRE_SERVICES") == "1"
+#: the installed click package: real Python source for the tests that enrich code
+CLICK_SRC = Path(click.__file__).parent
 
 
 def unavailable(what: str) -> None:
@@ -23,14 +29,18 @@ def unavailable(what: str) -> None:
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.1,
-             what: str = "condition") -> object:
-    """Poll until ``condition()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+             what: str = "condition", fail: bool = True) -> object:
+    """Poll until ``condition()`` is truthy and return its value; after ``timeout`` seconds fail the
+    test naming ``what``, or with ``fail=False`` return the last (falsy) value, for a caller that
+    reports a timeout itself."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
+            if not fail:
+                return value
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
@@ -39,3 +49,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def click_repo(root: Path, modules: Iterable[str], docs: Mapping[str, str] | None = None) -> Path:
+    """``root`` made a small repository: these modules of the installed click package, and ``docs``
+    (relative path -> text) written beside them."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in modules:
+        shutil.copy(CLICK_SRC / name, root / name)
+    for name, text in (docs or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root

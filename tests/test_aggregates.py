@@ -9,7 +9,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import click
 import pytest
 from sqlmodel import select
 
@@ -27,11 +26,10 @@ from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, load_settings
 from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
-from tests.helpers import enrich_pending
+from tests.helpers import click_repo, enrich_pending
 from workers.builders import REPO_MAP_TOKENS
 from workers.tasks import Outcome
 
-CLICK_SRC = Path(click.__file__).parent
 CUAD = Path("/work/shared/data/cuad/contracts")
 #: two contracts that renew automatically, one that does not
 CONTRACTS = ("AMERICANPHYSICIANSCAPITALINC_03_31_2003-EX-10.26-AGENCY AGREEMENT.txt",
@@ -65,11 +63,8 @@ def enriched(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Pa
     """Four click modules (core is imported by the other three; decorators by none) and a test file,
     enriched once for the module; each test gets its own copy."""
     root = tmp_path_factory.mktemp("aggregates")
-    repo = root / "repo"
-    (repo / "tests").mkdir(parents=True)
-    for name in ("core.py", "decorators.py", "parser.py", "exceptions.py"):
-        shutil.copy(CLICK_SRC / name, repo / name)
-    (repo / "tests" / "test_cli.py").write_text(TESTS_FILE)
+    click_repo(root / "repo", ("core.py", "decorators.py", "parser.py", "exceptions.py"),
+               {"tests/test_cli.py": TESTS_FILE})
     svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
     for source in _code_sources(root):
         svc.ledger.save_source(source)

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
@@ -22,20 +21,13 @@ from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, load_settings
 from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
-from tests.helpers import enrich_pending
-
-CLICK_SRC = Path(click.__file__).parent
+from tests.helpers import click_repo, enrich_pending
 
 
 def _write_repo(root: Path) -> None:
-    repo = root / "repo"
-    repo.mkdir()
-    for name in ("core.py", "decorators.py", "termui.py"):
-        shutil.copy(CLICK_SRC / name, repo / name)
-    (repo / "README.md").write_text("# Widgets\n\nHow to install.\n\n## Redirects\n\nRedirects follow 30x.\n")
-    secret = root / "secret"
-    secret.mkdir()
-    (secret / "salaries.md").write_text("# Salaries\n\nThe payroll budget for engineering is 4.2M.\n")
+    click_repo(root / "repo", ("core.py", "decorators.py", "termui.py"),
+               {"README.md": "# Widgets\n\nHow to install.\n\n## Redirects\n\nRedirects follow 30x.\n"})
+    click_repo(root / "secret", (), {"salaries.md": "# Salaries\n\nThe payroll budget for engineering is 4.2M.\n"})
 
 
 def _sources(root: Path) -> list[FileSource]:

@@ -7,12 +7,10 @@ import itertools
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -41,9 +39,9 @@ from sleepd.embed import Embedder
 from sleepd.errors import ConfigError
 from sleepd.pack import PackedRecord
 from sleepd.tokens import get_tokenizer
+from tests.helpers import click_repo
 
 DATA = DATA_DIR
-CLICK_SRC = Path(click.__file__).parent
 
 
 def _data(tmp_path: Path) -> Path:
@@ -66,9 +64,7 @@ def _data(tmp_path: Path) -> Path:
          "problem_statement": "in the tuning half: never asked by a test-half run"},
     ]
     (data / "swebench-lite.jsonl").write_text("".join(json.dumps(i) + "\n" for i in issues))
-    repo = tmp_path / "click-repo" / "click"
-    repo.mkdir(parents=True)
-    shutil.copy(CLICK_SRC / "utils.py", repo / "utils.py")
+    click_repo(tmp_path / "click-repo" / "click", ("utils.py",))
     return data
 
 

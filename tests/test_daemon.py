@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,15 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import httpx
 import pytest
 
 from sleepd.daemon import restart_delay
 from sleepd.ledger import Ledger
-from tests.helpers import free_port, wait_for
-
-CLICK_SRC = Path(click.__file__).parent
+from tests.helpers import click_repo, free_port, wait_for
 
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -76,12 +72,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    for name in ("core.py", "decorators.py", "termui.py", "utils.py"):
-        shutil.copy(CLICK_SRC / name, root / name)
-    (root / "NOTES.md").write_text("# Notes\n\n## Releases\n\nWe release on Tuesdays.\n")
-    return root
+    return click_repo(tmp_path / "proj", ("core.py", "decorators.py", "termui.py", "utils.py"),
+                      {"NOTES.md": "# Notes\n\n## Releases\n\nWe release on Tuesdays.\n"})
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from sleepd.sql.rows import read_item
 from tests.faults.audit import LedgerView, index_mismatches, index_points
 from tests.faults.cluster import Daemon, WorkerPool
 from tests.faults.load import DELETED_ACCOUNT, DELETED_FILE, PURGED_FILE, Edits, Questions, sha256
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 from tests.helpers_services import PrivatePostgres, PrivateRedis, socket_ports
 
 KILLS = int(os.environ.get("SLEEPD_FAULT_KILLS", "100"))
@@ -142,15 +142,6 @@ full_diff_seconds = 5
             "SLEEPD_API_PORT": str(free_port())}
 
 
-def _wait(condition: Callable[[], bool], timeout: float, interval: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
-
-
 class Run:
     """One fault run: the servers, the deployment, the load and the tallies."""
 
@@ -182,7 +173,7 @@ class Run:
             self.counts["postgres_restarts"] += 1
         elif name == "drop_ledger_connection":
             # the daemon's pooled sessions, once it holds one again (right after a restart it may hold none)
-            _wait(lambda: bool(socket_ports(self.daemon.proc.pid, self.pg.port)), timeout=30, interval=0.2)
+            wait_for(lambda: socket_ports(self.daemon.proc.pid, self.pg.port), timeout=30, interval=0.2, fail=False)
             ports = socket_ports(self.daemon.proc.pid, self.pg.port)
             self.counts["ledger_connections_dropped"] += self.pg.terminate_backends("ledger", ports)
         elif name == "purge":
@@ -217,7 +208,7 @@ class Run:
         self.pool = WorkerPool(self.env, self.tmp / "workers", WORKERS)
         self.pool.start()
         began = time.monotonic()
-        first_pass = _wait(self.settled, timeout=600, interval=2.0)
+        first_pass = wait_for(self.settled, timeout=600, interval=2.0, fail=False)
         self.counts["first_pass_seconds"] = round(time.monotonic() - began)
         assert first_pass, f"first pass: {self.lagging()} {self.daemon.api.call('GET', '/v1/status')}"
         self.questions = Questions(self.daemon.api)
@@ -238,8 +229,8 @@ class Run:
                 latest = _latest_version_id(self.ledger)
                 if not self.pool.kill_busy(self.rng):
                     continue
-                _wait(lambda latest=latest: _latest_version_id(self.ledger) > latest,  # type: ignore[misc]
-                      PROGRESS_SECONDS, interval=0.2)
+                wait_for(lambda latest=latest: _latest_version_id(self.ledger) > latest,  # type: ignore[misc]
+                         PROGRESS_SECONDS, interval=0.2, fail=False)
             for _, name in pending:  # a small KILLS: the rest of the faults still happen
                 self.fault(name)
         finally:
@@ -290,7 +281,7 @@ class Run:
             return self.settled()
 
         began = time.monotonic()
-        converged = _wait(done, timeout=600, interval=2.0)
+        converged = bool(wait_for(done, timeout=600, interval=2.0, fail=False))
         self.counts["converge_seconds"] = round(time.monotonic() - began)
         return converged
 

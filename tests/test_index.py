@@ -53,8 +53,28 @@ def index(kind: str, tmp_path: Path) -> Iterator[VectorIndex]:
     idx.close()
 
 
-def test_backend_choice(kind: str, index: VectorIndex) -> None:
-    assert isinstance(index, EdgeIndex if kind == "edge" else QdrantServerIndex)
+def test_backend_choice_decides_where_the_points_live(kind: str, tmp_path: Path) -> None:
+    """No URL: an edge shard in the home's "index" folder; "local:" + path: a qdrant-client
+    collection named "sleepd" there. Each engine, opened on its own, finds the point."""
+    point = _point(3, ["t"])
+    index = _open(kind, tmp_path)
+    index.upsert([point])
+    index.close()
+    if kind == "edge":
+        assert not (tmp_path / "q").exists()
+        shard = edge.EdgeShard.load(str(tmp_path / "index"))
+        try:
+            found = [str(r.id) for r in shard.retrieve([point.id], with_payload=False, with_vector=False)]
+        finally:
+            shard.close()
+    else:
+        assert not (tmp_path / "index").exists()
+        client = QdrantClient(path=str(tmp_path / "q"))
+        try:
+            found = [str(r.id) for r in client.retrieve("sleepd", [point.id])]
+        finally:
+            client.close()
+    assert found == [point.id]
 
 
 def test_nearest_first_with_cosine_score(index: VectorIndex) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import wait_for
+
 __all__ = ["Api", "Daemon", "WorkerPool"]
 
 #: CPU seconds a worker must burn in one sampling window to count as running a task (an idle
@@ -63,11 +65,13 @@ class Daemon:
         self.proc = subprocess.Popen([sys.executable, "-m", "sleepd", "run"], env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         home = Path(env["SLEEPD_HOME"])
-        deadline = time.monotonic() + 120
-        while not (home / "token").exists() or not (home / "daemon.json").exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sleepd run did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.2)
+
+        def ready() -> bool:
+            return (home / "token").exists() and (home / "daemon.json").exists()
+
+        wait_for(lambda: self.proc.poll() is not None or ready(), timeout=120, interval=0.2, fail=False)
+        if self.proc.poll() is not None or not ready():
+            raise RuntimeError(f"sleepd run did not start: {log.read_text()[-3000:]}")
         url = json.loads((home / "daemon.json").read_text())["url"]
         self.api = Api(url, (home / "token").read_text().strip())
 
