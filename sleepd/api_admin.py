@@ -5,6 +5,9 @@ Included by :func:`sleepd.api.create_app`; errors take the API's one JSON shape.
   any token, limited to what it may read (an item it may not read is a 404, like a missing one).
   ``item`` is a path, or SOURCE:KEY / TABLE:KEY; ``?source=`` picks a source.
 - GET /v1/audit?since=&limit=&action=, GET /v1/tokens, POST /v1/tokens/revoke {"name"}: admins only.
+- POST /v1/sources/{name}/access {"access": [...], "paths": {glob: [...]}}: admins only. A new
+  access list (and path globs; "paths" left out keeps them, {} drops them), in effect for the next
+  query without re-enrichment (see :meth:`Service.change_access`).
 - GET /metrics: admins only (see :mod:`sleepd.metrics`)."""
 
 from __future__ import annotations
@@ -69,14 +72,17 @@ def admin_router(service: Service) -> APIRouter:
     @router.post("/v1/tokens/revoke")
     async def post_revoke(request: Request) -> dict[str, Any]:
         principal = _admin(_caller(service, request))
-        try:
-            body = await request.json()
-        except ValueError:
-            raise BadRequest("request body is not valid JSON") from None
-        name = body.get("name") if isinstance(body, dict) else None
+        name = (await _json_object(request)).get("name")
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("'name' must be a principal or a token id")
         return {"name": name, "revoked": revoke(ledger, name.strip(), principal.name)}
+
+    @router.post("/v1/sources/{name}/access")
+    async def post_access(name: str, request: Request) -> dict[str, Any]:
+        principal = _admin(await run_in_threadpool(_caller, service, request))
+        body = await _json_object(request)
+        return await run_in_threadpool(service.change_access, principal, name, body.get("access"),
+                                       body.get("paths"))
 
     @router.get("/metrics")
     async def get_metrics(request: Request) -> Response:
@@ -84,6 +90,16 @@ def admin_router(service: Service) -> APIRouter:
         return Response(await run_in_threadpool(render, ledger), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
 
 
 def _caller(service: Service, request: Request) -> Principal:

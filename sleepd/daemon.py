@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -136,10 +137,12 @@ class Daemon:
     watchers: Watchers
 
     def __init__(self, settings: Settings, extra_sources: tuple[FileSource, ...] = (),
-                 lock: HomeLock | None = None) -> None:
-        """``lock``: the home's daemon lock when the caller took it already (as `sleepd run` does)."""
+                 lock: HomeLock | None = None, extra_access: bool = True) -> None:
+        """``lock``: the home's daemon lock when the caller took it already (as `sleepd run` does).
+        ``extra_access``: the extra sources' access lists were given (else a known source keeps its own)."""
         self.settings = settings
         self.extra_sources = extra_sources
+        self.extra_access = extra_access
         self.state = DaemonState.STOPPED
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -166,14 +169,24 @@ class Daemon:
         if self._index_lock is None:
             raise Unavailable(f"the index in home {home} stayed in use by a sleepd command for "
                               f"{defaults.DAEMON_START_WAIT_SECONDS:g} s")
+        from sleepd.access import same_access
         from sleepd.ledger import Ledger
         from sleepd.scheduler import Scheduler
-        from sleepd.service import Service
+        from sleepd.service import Service, apply_access
         from sleepd.watchers import Watchers
 
         self.ledger = Ledger(self.settings.database_url)
         for source in (*self.settings.sources, *self.extra_sources):
-            self.ledger.save_source(source)
+            known = self.ledger.get_source(source.name)
+            if isinstance(known, FileSource) and source in self.extra_sources and not self.extra_access:
+                # `sleepd run PATH` without --access keeps what an admin set with `sources access`
+                source = replace(source, access=known.access, access_paths=known.access_paths)
+            if known is not None and not same_access(known, source):
+                # the declaration changed who may read it: the admin's path, not re-enrichment
+                log.warning("access of source %s changed in its declaration: records and index follow", source.name)
+                apply_access(self.ledger, source, "config")
+            else:
+                self.ledger.save_source(source)
         self._ensure_token(home)
         self.service = Service.open(self.settings, self.ledger)
         self.service.extra_status = self._extra_status

@@ -1,5 +1,5 @@
 """The operations every front end shares (REST, CLI, MCP): query, status, refresh, purge,
-reindex. One Service holds the ledger, the index and the query engine of one process."""
+access changes, reindex. One Service holds the ledger, the index and the query engine of one process."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sleepd import defaults
+from sleepd.access import with_access
 from sleepd.aggregates import refresh_aggregates
 from sleepd.auth import Principal
 from sleepd.embed import Embedder, get_embedder
@@ -16,11 +17,11 @@ from sleepd.index import VectorIndex, open_index
 from sleepd.indexer import Indexer
 from sleepd.ledger import Ledger
 from sleepd.query import QueryEngine, QueryResult
-from sleepd.settings import FileSource, Settings
+from sleepd.settings import FileSource, Settings, Source
 from sleepd.status import status_report
 from sleepd.tokens import get_tokenizer
 
-__all__ = ["Service"]
+__all__ = ["Service", "apply_access"]
 
 #: how often the query re-reads where file sources live (to read a changed item's current lines)
 ROOTS_SECONDS = 5.0
@@ -124,6 +125,20 @@ class Service:
         self.ledger.audit(principal.name, "purge", {"source": source, "path": pattern, **receipt.as_dict()})
         return {"source": source, "path": pattern, **receipt.as_dict()}
 
+    def change_access(self, principal: Principal, source: str, access: object,
+                      paths: object = None) -> dict[str, Any]:
+        """Give ``source`` a new access list (and, unless ``paths`` is None, new path globs), in
+        effect for the next query: records keep their version, the index's points their vectors."""
+        _require_admin(principal)
+        self._check_source(source)
+        found = self.ledger.get_source(source)
+        assert found is not None
+        receipt = apply_access(self.ledger, with_access(found, access, paths), principal.name)
+        self.indexer.sync()  # the points carry the new lists before this returns
+        if self.on_refresh is not None:  # the aggregates' rebuilds are queued: no need to wait a tick
+            self.on_refresh()
+        return receipt
+
     def reindex(self, principal: Principal) -> dict[str, Any]:
         _require_admin(principal)
         points = self.indexer.rebuild()
@@ -134,6 +149,20 @@ class Service:
         if source is not None and self.ledger.get_source(source) is None:
             known = ", ".join(s.name for s in self.ledger.sources()) or "none"
             raise NotFound(f"no source named {source!r} (known: {known})")
+
+
+def apply_access(ledger: Ledger, source: Source, actor: str) -> dict[str, Any]:
+    """Save ``source`` with its (new) access and bring its records, aggregates and (through index
+    events) the index in line, without re-enrichment; audited. The CLI, the API and the daemon's
+    start (a changed config file) all come here."""
+    change = ledger.change_access(source)
+    if change.items:  # the retracted aggregates are planned again from the new groups
+        refresh_aggregates(ledger, source.name, when_quiet=False)
+    paths = source.access_paths if isinstance(source, FileSource) else ()
+    receipt = {**change.as_dict(), "access": list(source.access),
+               "paths": {glob: list(readers) for glob, readers in paths}}
+    ledger.audit(actor, "access", receipt)
+    return receipt
 
 
 def _require_admin(principal: Principal) -> None:

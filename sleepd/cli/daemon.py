@@ -40,7 +40,7 @@ def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int
         lock.release()
         raise click.BadParameter(f"not a folder: {', '.join(missing)}", param_hint="PATHS")
     sources = tuple(source_from_path(p, profile=profile, access=access or ("*",)) for p in paths)
-    daemon = Daemon(settings, extra_sources=sources, lock=lock)
+    daemon = Daemon(settings, extra_sources=sources, lock=lock, extra_access=bool(access))
     if sys.stderr.isatty():
         threading.Thread(target=_progress, args=(daemon,), daemon=True).start()
     daemon.run_forever()

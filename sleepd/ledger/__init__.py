@@ -6,12 +6,14 @@ separate reader engine whose deferred transactions see one consistent snapshot.
 
 One facade, :class:`Ledger`, composed of one mixin per concern: ``engine`` (connections,
 sessions, meta, audit), ``sources``, ``outbox`` (observations and scheduling), ``versions``
-(publish, retract, fail), ``index_events``, ``queries`` (current records, query log), ``purge``
+(publish, retract, fail), ``access`` (access changes in place),
+``index_events``, ``queries`` (current records, query log), ``purge``
 and ``status``.
 """
 
 from __future__ import annotations
 
+from sleepd.ledger.access import AccessChange, AccessMixin
 from sleepd.ledger.index_events import IndexEventsMixin
 from sleepd.ledger.outbox import OutboxMixin
 from sleepd.ledger.purge import PurgeMixin, PurgeReceipt
@@ -20,9 +22,10 @@ from sleepd.ledger.sources import SourcesMixin
 from sleepd.ledger.status import StatusMixin
 from sleepd.ledger.versions import VersionsMixin, record_id
 
-__all__ = ["Ledger", "PurgeReceipt", "record_id"]
+__all__ = ["AccessChange", "Ledger", "PurgeReceipt", "record_id"]
 
 
-class Ledger(SourcesMixin, OutboxMixin, VersionsMixin, IndexEventsMixin, QueriesMixin, PurgeMixin, StatusMixin):
+class Ledger(SourcesMixin, OutboxMixin, VersionsMixin, AccessMixin, IndexEventsMixin, QueriesMixin, PurgeMixin,
+             StatusMixin):
     """Durable state of sources, items, changes, versions and records; every write that matters
     happens here, in one transaction each."""
