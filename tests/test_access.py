@@ -26,13 +26,11 @@ from sleepd.aggregates import is_aggregate
 from sleepd.api import create_app
 from sleepd.audit import audit_entries
 from sleepd.auth import create_token
-from sleepd.cli.common import LOCAL_ADMIN
 from sleepd.defaults import EMBED_DIM
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest, ConfigError
 from sleepd.index import open_index
 from sleepd.ledger import Ledger
-from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import ItemRow, RecordRow, VersionRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, load_settings
@@ -246,32 +244,6 @@ def test_an_access_change_is_for_admins_and_bad_ones_are_refused(service: Servic
     with pytest.raises(BadRequest, match=r"takes each item's readers from accounts\.readers"):
         with_access(crm, ["eng"])
     assert audit_entries(service.ledger, action="access") == []
-
-
-def test_a_worker_that_read_the_old_list_publishes_the_new_one(service: Service, embedder: Embedder) -> None:
-    """The race an access change must win: a task read the item (and its source's list) before the
-    change and publishes after it. Its records get the list of the source as it is at publish; an
-    aggregate built for the old groups is not published at all."""
-    ledger = service.ledger
-    with ledger.read() as s:
-        items = {i.key: i for i in s.exec(select(ItemRow).where(ItemRow.source == "core")).all()}
-    payroll = items[PAYROLL]
-    aggregate = next(i for k, i in items.items() if is_aggregate(k) and i.n_records)
-    assert payroll.id is not None and aggregate.id is not None
-    seen_item, seen_aggregate = ledger.last_change_id(payroll.id), ledger.last_change_id(aggregate.id)
-    core = ledger.get_source("core")
-    assert core is not None
-    service.change_access(LOCAL_ADMIN, "core", ["eng"], {"private/**": ["hr"]})
-    draft = Draft(RecordKind.SUMMARY, "zephyr payroll v2", (Evidence(PAYROLL, 1, 2),), title="payroll")
-    vectors = embedder.encode([draft.text])
-    version = ledger.publish_version(payroll.id, "new-content", "p", [draft], vectors, ["eng"], seen_item,
-                                     access_from_source=True)
-    assert version == payroll.version + 1
-    service.indexer.sync()
-    assert {r["ledger"][0] for r in _record_access(service, "core").values() if r["item"] == PAYROLL} == {"hr"}
-    assert ledger.publish_version(aggregate.id, aggregate.enriched_hash or "", "p", [draft], vectors, ["eng"],
-                                  seen_aggregate) is None
-    assert _aggregates(service, "core") == []
 
 
 def test_the_cli_changes_access_on_the_home_when_no_daemon_runs(
