@@ -47,8 +47,8 @@ PER_EXAMPLE = 5
 EXAMPLES = 2000
 #: the property is checked over at least this many queries
 MIN_QUERIES = EXAMPLES * PER_EXAMPLE
-#: one example in this many first changes a source's access
-CHANGE_ONE_IN = 40
+#: every this many examples, one first changes a source's access (drawn by hypothesis)
+CHANGE_EVERY = 40
 #: path globs an access change may give lists of their own: "dir/**" (a folder) or a file's path
 GLOBS = {"core": ("orbit/**", "tests/**", "orbit/orbit_cache.py"),
          "vault": ("payroll/**", "payroll/zephyr_bonus.py"),
@@ -271,7 +271,6 @@ Change = tuple[str, tuple[str, ...], list[tuple[str, tuple[str, ...]]], bool]
 a_change = st.sampled_from(sorted(GLOBS)).flatmap(lambda source: st.tuples(
     st.just(source), readers, st.lists(st.tuples(st.sampled_from(GLOBS[source]), readers), max_size=2,
                                        unique_by=lambda rule: rule[0]), st.booleans()))
-changes = st.integers(0, CHANGE_ONE_IN - 1).flatmap(lambda n: a_change if n == 0 else st.none())
 ADMIN = Principal("permissions-admin", admin=True)
 
 
@@ -294,7 +293,7 @@ def change_access(memory: Memory, change: Change) -> None:
     assert _versions(svc) == memory.versions, "an access change enriched nothing again"
 
 
-@pytest.mark.timeout(1200)  # 10,000 real queries and ~50 access changes: ~250 s on 2 busy cores
+@pytest.mark.timeout(1200)  # 10,000 real queries and 50 access changes: ~210 s on 2 busy cores
 def test_no_query_returns_what_its_asker_may_not_read(memory: Memory, embedder: Embedder) -> None:
     aggregate_access = _aggregate_access(memory.service)
     ran: list[int] = []
@@ -304,9 +303,11 @@ def test_no_query_returns_what_its_asker_may_not_read(memory: Memory, embedder: 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(principal=principals, asked=st.lists(st.tuples(questions, budgets), min_size=PER_EXAMPLE,
-                                                 max_size=PER_EXAMPLE), change=changes)
-    def check(principal: Principal, asked: list[tuple[str, int]], change: Change | None) -> None:
+                                                 max_size=PER_EXAMPLE), drawn=a_change)
+    def check(principal: Principal, asked: list[tuple[str, int]], drawn: Change) -> None:
         nonlocal aggregate_access
+        # a count, not a draw, decides when: hypothesis favours small integers, and would change far more often
+        change = drawn if len(ran) % (PER_EXAMPLE * CHANGE_EVERY) == PER_EXAMPLE * (CHANGE_EVERY - 1) else None
         if change is not None:
             change_access(memory, change)
             applied.append(change)
@@ -326,4 +327,4 @@ def test_no_query_returns_what_its_asker_may_not_read(memory: Memory, embedder: 
     print(f"\npermission property: {len(ran)} queries, {sum(ran)} records returned, {len(applied)} access changes "
           f"({globs} path globs), 0 leaks, {elapsed:.1f}s")
     assert len(ran) >= MIN_QUERIES and sum(ran) > len(ran)  # and they returned something to check
-    assert len(applied) >= EXAMPLES // CHANGE_ONE_IN // 2 and globs > 0 and any(c[3] for c in applied)
+    assert len(applied) == EXAMPLES // CHANGE_EVERY and globs > 0 and any(c[3] for c in applied)
