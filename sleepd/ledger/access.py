@@ -113,14 +113,16 @@ class AccessMixin(LedgerBase):
 
 
 def _retract_aggregates(s: Session, source: str) -> int:
-    """Retract the source's live aggregates and queue each to be rebuilt. Returns how many."""
+    """Retract the source's aggregates and queue each to be rebuilt, those not built yet too (a build
+    may be running for the old groups). Returns how many had records."""
     now = time.time()
     rows = s.exec(select(ItemRow).where(
         ItemRow.source == source, col(ItemRow.key).like(AGGREGATE_PREFIX + "%"),
-        col(ItemRow.n_records) > 0).with_for_update()).all()
+        ItemRow.state != ItemState.DELETED.value).with_for_update()).all()
+    retracted = 0
     for item in rows:
         assert item.id is not None
-        retract_records(s, item.id)
+        retracted += retract_records(s, item.id) > 0
         for old in s.exec(select(VersionRow).where(VersionRow.item_id == item.id,
                                                    VersionRow.status == "published")).all():
             old.status = "retracted"
@@ -129,4 +131,4 @@ def _retract_aggregates(s: Session, source: str) -> int:
         # a content hash no plan has: a builder still running for the old groups sees it open at publish
         s.add(ChangeRow(item_id=item.id, content_hash=f"access-change:{now}", priority=REBUILD_PRIORITY,
                         observed_at=now))
-    return len(rows)
+    return retracted

@@ -92,11 +92,11 @@ class VersionsMixin(LedgerBase):
             if not force and _is_current(item, content_hash, pipeline_version):
                 _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.DONE)
                 return None
-            if access_from_source:
-                access = _source_access(s, item, access)
-            elif item.key.startswith(AGGREGATE_PREFIX) and _newer_change(s, item_id, seen_change_id, content_hash):
+            if item.key.startswith(AGGREGATE_PREFIX) and _newer_change(s, item_id, seen_change_id, content_hash):
                 _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.SUPERSEDED)
                 return None
+            if access_from_source:
+                access = _source_access(s, item, access)
             retract_records(s, item_id)
             version = item.version + 1
             for old in s.exec(select(VersionRow).where(VersionRow.item_id == item_id,
