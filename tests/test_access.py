@@ -267,6 +267,8 @@ def test_the_cli_changes_access_on_the_home_when_no_daemon_runs(
     finally:
         svc.close()
         svc.ledger.close()
+    main(["sources", "list"])
+    assert "\taccess=eng\tpaths=private/**=hr,legal" in capsys.readouterr().out
     with pytest.raises(SystemExit) as done:
         main(["sources", "access", "core", "eng", "--path", "private/**"])
     assert done.value.code == 2 and "is not GLOB=READER" in capsys.readouterr().err

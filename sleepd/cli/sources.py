@@ -86,14 +86,15 @@ def sources_add(path: str | None, name: str | None, profile: str | None, access:
 
 @sources.command("list")
 def sources_list() -> None:
-    """Every declared source: name, kind, where, profile, access."""
+    """Every declared source: name, kind, where, profile, access (and its path globs' lists)."""
     from sleepd.ledger import Ledger
 
     ledger = Ledger(load_settings().database_url)
     for source in ledger.sources():
         where = source.path if isinstance(source, FileSource) else source.where
+        globs = ";".join(f"{glob}={','.join(r)}" for glob, r in getattr(source, "access_paths", ()))
         click.echo(f"{source.name}\t{source.kind}\t{where}\tprofile={source.profile}\t"
-                   f"access={','.join(source.access)}")
+                   f"access={','.join(source.access)}" + (f"\tpaths={globs}" if globs else ""))
     ledger.close()
 
 
