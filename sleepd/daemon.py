@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sleepd import defaults
+from sleepd.access import same_access
 from sleepd.errors import ConfigError, Unavailable
 from sleepd.settings import FileSource, Settings
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from sleepd.service import Service
     from sleepd.watchers import Watchers
 
-__all__ = ["DAEMON_LOCK", "INDEX_LOCK", "Daemon", "DaemonState", "HomeLock", "restart_delay"]
+__all__ = ["DAEMON_LOCK", "INDEX_LOCK", "Daemon", "DaemonState", "HomeLock", "declare_sources", "restart_delay"]
 
 log = logging.getLogger("sleepd.daemon")
 
@@ -105,6 +106,26 @@ def take_daemon_lock(home: Path) -> HomeLock:
     return lock
 
 
+def declare_sources(ledger: Ledger, settings: Settings, extra: tuple[FileSource, ...] = (),
+                    extra_access: bool = True) -> None:
+    """Save the declared sources (the config file's, then ``sleepd run PATH``'s) in the ledger. One
+    whose declared readers differ from the ledger's takes an admin's access change (records and
+    index follow, nothing is enriched again, audited as ``config``); one that declares none (a
+    table without ``access``, a PATH without ``--access``) keeps what an admin set."""
+    from sleepd.service import apply_access
+
+    for source in (*settings.sources, *extra):
+        known = ledger.get_source(source.name)
+        undeclared = source.name in settings.access_undeclared if source in settings.sources else not extra_access
+        if isinstance(known, FileSource) and isinstance(source, FileSource) and undeclared:
+            source = replace(source, access=known.access, access_paths=known.access_paths)
+        if known is not None and not same_access(known, source):
+            log.warning("access of source %s changed in its declaration: records and index follow", source.name)
+            apply_access(ledger, source, "config")
+        else:
+            ledger.save_source(source)
+
+
 def restart_delay(previous: float | None, worker_uptime: float) -> float:
     """How long to wait before restarting a worker that exited after ``worker_uptime`` seconds,
     given the wait before the previous restart (None: none yet). A worker that stayed up for
@@ -169,24 +190,13 @@ class Daemon:
         if self._index_lock is None:
             raise Unavailable(f"the index in home {home} stayed in use by a sleepd command for "
                               f"{defaults.DAEMON_START_WAIT_SECONDS:g} s")
-        from sleepd.access import same_access
         from sleepd.ledger import Ledger
         from sleepd.scheduler import Scheduler
-        from sleepd.service import Service, apply_access
+        from sleepd.service import Service
         from sleepd.watchers import Watchers
 
         self.ledger = Ledger(self.settings.database_url)
-        for source in (*self.settings.sources, *self.extra_sources):
-            known = self.ledger.get_source(source.name)
-            if isinstance(known, FileSource) and source in self.extra_sources and not self.extra_access:
-                # `sleepd run PATH` without --access keeps what an admin set with `sources access`
-                source = replace(source, access=known.access, access_paths=known.access_paths)
-            if known is not None and not same_access(known, source):
-                # the declaration changed who may read it: the admin's path, not re-enrichment
-                log.warning("access of source %s changed in its declaration: records and index follow", source.name)
-                apply_access(self.ledger, source, "config")
-            else:
-                self.ledger.save_source(source)
+        declare_sources(self.ledger, self.settings, self.extra_sources, self.extra_access)
         self._ensure_token(home)
         self.service = Service.open(self.settings, self.ledger)
         self.service.extra_status = self._extra_status

@@ -79,6 +79,9 @@ class Settings:
     max_staleness_seconds: float = defaults.MAX_STALENESS_SECONDS
     #: per-source overrides of max_staleness_seconds: (source name, seconds) pairs from the TOML
     source_staleness: tuple[tuple[str, float], ...] = ()
+    #: the files sources whose TOML table has no ``access`` nor ``access_paths``: at start they keep
+    #: the lists an admin set (``sleepd sources access``) instead of going back to the default "*"
+    access_undeclared: tuple[str, ...] = ()
     #: load average per core at or above which the machine counts as busy
     busy_load_per_core: float = defaults.BUSY_LOAD_PER_CORE
     debounce_seconds: float = defaults.DEBOUNCE_SECONDS
@@ -315,6 +318,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                           "Must be positive.")
     sources, staleness = _sources(raw_sources, base)
     values["source_staleness"] = staleness
+    values["access_undeclared"] = tuple(s.name for s, raw in zip(sources, raw_sources, strict=True)
+                                        if isinstance(s, FileSource) and not {"access", "access_paths"} & set(raw))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"Config 'sources' repeats a name: {names}.")

@@ -14,10 +14,12 @@ import pytest
 from sqlmodel import select
 
 from sleepd.access import access_event
+from sleepd.audit import audit_entries
+from sleepd.daemon import declare_sources
 from sleepd.ledger import Ledger
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import AGGREGATE_PREFIX, ChangeRow, IndexEventRow, ItemState, RecordRow, VersionRow
-from sleepd.settings import FileSource
+from sleepd.settings import FileSource, load_settings
 
 PV = "test-pipeline"
 AGGREGATE = f"{AGGREGATE_PREFIX}source_overview"
@@ -119,3 +121,38 @@ def test_a_publish_after_an_access_change_gets_the_new_list(led: Ledger, tmp_pat
     assert [c.content_hash.startswith("access-change:") for c in open_changes if c.content_hash] == [True]
     # the rebuild itself (it saw that change) publishes
     assert led.publish_version(agg, "agg3", PV, drafts, vectors, ["legal"], led.last_change_id(agg)) == 2
+
+
+def test_a_start_follows_declared_lists_and_keeps_an_admins_where_none_is_declared(led: Ledger, tmp_path: Path) -> None:
+    """The config file's table declares access (a change takes the admin's path, audited as config),
+    or declares none (the list an admin set stays: never back to the default "*"); the same for
+    `sleepd run PATH` with and without --access."""
+    config = tmp_path / "sleepd.toml"
+    env = {"SLEEPD_HOME": str(tmp_path / "home"), "SLEEPD_CONFIG": str(config)}
+    table = f'[[sources]]\nname = "repo"\npath = "{tmp_path}"\n'
+    config.write_text(table + 'access = ["eng"]\n')
+    declare_sources(led, load_settings(env))
+    _publish(led, "a.py", "ha", ["eng"])
+    _publish(led, "private/b.py", "hb", ["eng"])
+
+    config.write_text(table + 'access = ["ops"]\n[sources.access_paths]\n"private/**" = ["hr"]\n')
+    declare_sources(led, load_settings(env))
+    assert _access(led) == {"a.py record 0": ["ops"], "a.py record 1": ["ops"],
+                            "private/b.py record 0": ["hr"], "private/b.py record 1": ["hr"]}
+    assert [e["actor"] for e in audit_entries(led, action="access")] == ["config"]
+
+    led.change_access(replace(FileSource(name="repo", path=tmp_path), access=("legal",)))  # `sources access`
+    config.write_text(table)  # no access declared any more
+    settings = load_settings(env)
+    assert settings.access_undeclared == ("repo",)
+    declare_sources(led, settings)
+    assert set(map(tuple, _access(led).values())) == {("legal",)}
+    assert led.get_source("repo") == FileSource(name="repo", path=tmp_path.resolve(), access=("legal",))
+
+    config.write_text("")
+    run_path = FileSource(name="repo", path=tmp_path)
+    declare_sources(led, load_settings(env), (run_path,), extra_access=False)  # sleepd run PATH
+    assert set(map(tuple, _access(led).values())) == {("legal",)}
+    declare_sources(led, load_settings(env), (replace(run_path, access=("*",)),))  # sleepd run PATH --access '*'
+    assert set(map(tuple, _access(led).values())) == {("*",)}
+    assert len(audit_entries(led, action="access")) == 2
