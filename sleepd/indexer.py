@@ -94,6 +94,8 @@ class Indexer:
 
     def _rewrite_access(self, item_ids: Sequence[int]) -> None:
         """An access change: the items' points get the list their records carry now, in place."""
+        if not item_ids:
+            return
         for access, items in self.ledger.access_of_items(item_ids).items():
             self.index.set_access(json.loads(access), items)
 
