@@ -7,6 +7,9 @@ Included by :func:`sleepd.api.create_app`; errors take the API's one JSON shape.
 - GET /v1/audit?since=&limit=&action=, GET /v1/tokens, POST /v1/tokens/revoke {"name"}: admins only.
 - POST /v1/refresh/state {"items": [id, ...]}: where the items of a refresh stand (fresh, failed,
   deleted, gone, waiting), for `sleepd refresh --wait`; admins only.
+- POST /v1/sources/{name}/access {"access": [...], "paths": {glob: [...]}}: admins only. A new
+  access list (and path globs; "paths" left out keeps them, {} drops them), in effect for the next
+  query without re-enrichment (see :meth:`Service.change_access`).
 - GET /metrics: admins only (see :mod:`sleepd.metrics`)."""
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def admin_router(service: Service) -> APIRouter:
     @router.post("/v1/tokens/revoke")
     async def post_revoke(request: Request) -> dict[str, Any]:
         principal = _admin(_caller(service, request))
-        name = (await _json(request)).get("name")
+        name = (await _json_object(request)).get("name")
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("'name' must be a principal or a token id")
         return {"name": name, "revoked": revoke(ledger, name.strip(), principal.name)}
@@ -79,7 +82,14 @@ def admin_router(service: Service) -> APIRouter:
     @router.post("/v1/refresh/state")
     async def post_refresh_state(request: Request) -> dict[str, Any]:
         principal = _caller(service, request)
-        return await run_in_threadpool(service.refresh_state, principal, (await _json(request)).get("items"))
+        return await run_in_threadpool(service.refresh_state, principal, (await _json_object(request)).get("items"))
+
+    @router.post("/v1/sources/{name}/access")
+    async def post_access(name: str, request: Request) -> dict[str, Any]:
+        principal = _admin(await run_in_threadpool(_caller, service, request))
+        body = await _json_object(request)
+        return await run_in_threadpool(service.change_access, principal, name, body.get("access"),
+                                       body.get("paths"))
 
     @router.get("/metrics")
     async def get_metrics(request: Request) -> Response:
@@ -87,6 +97,16 @@ def admin_router(service: Service) -> APIRouter:
         return Response(await run_in_threadpool(render, ledger), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
 
 
 def _caller(service: Service, request: Request) -> Principal:
@@ -98,15 +118,6 @@ def _caller(service: Service, request: Request) -> Principal:
     if principal is None:
         raise Unauthorized("invalid token")
     return principal
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    """The request's JSON object ({} when it is some other JSON value)."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("request body is not valid JSON") from None
-    return body if isinstance(body, dict) else {}
 
 
 def _admin(principal: Principal) -> Principal:

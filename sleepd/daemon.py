@@ -136,10 +136,12 @@ class Daemon:
     watchers: Watchers
 
     def __init__(self, settings: Settings, extra_sources: tuple[FileSource, ...] = (),
-                 lock: HomeLock | None = None) -> None:
-        """``lock``: the home's daemon lock when the caller took it already (as `sleepd run` does)."""
+                 lock: HomeLock | None = None, extra_access: bool = True) -> None:
+        """``lock``: the home's daemon lock when the caller took it already (as `sleepd run` does).
+        ``extra_access``: the extra sources' access lists were given (else a known source keeps its own)."""
         self.settings = settings
         self.extra_sources = extra_sources
+        self.extra_access = extra_access
         self.state = DaemonState.STOPPED
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -172,14 +174,11 @@ class Daemon:
         from sleepd.ledger import Ledger
         from sleepd.progress import item_counts
         from sleepd.scheduler import Scheduler
-        from sleepd.service import Service
+        from sleepd.service import Service, declare_sources
         from sleepd.watchers import Watchers
 
         self.ledger = Ledger(self.settings.database_url)
-        for source in self.settings.sources:
-            self.ledger.save_source(source, actor="config")
-        for source in self.extra_sources:
-            self.ledger.save_source(source, actor="sleepd run")
+        declare_sources(self.ledger, self.settings, self.extra_sources, self.extra_access)
         self.done_at_start = item_counts(self.ledger.status())[0]
         self._ensure_token(home)
         self.service = Service.open(self.settings, self.ledger)

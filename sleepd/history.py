@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from sleepd.access import access_for
 from sleepd.auth import Principal
 from sleepd.errors import BadRequest, NotFound
 from sleepd.ledger import Ledger
@@ -137,16 +138,15 @@ def _candidates(s: Session, sources: dict[str, Source], item: str, source: str |
 
 def _may_read(s: Session, principal: Principal, item: ItemRow, source: Source | None) -> bool:
     """Records carry the access list they were published with; an item without records falls
-    back to its source's list, except where access is per item (an sql access column or lookup):
-    there only an admin sees it."""
+    back to the list its source gives it (its path glob's, or the source's), except where access is
+    per item (an sql access column or lookup): there only an admin sees it."""
     if principal.admin:
         return True
     access = s.exec(select(RecordRow.access).where(RecordRow.item_id == item.id).limit(1)).first()
     if access is not None:
         return principal.can_read(json.loads(access))
-    if source is None or (isinstance(source, SqlSource) and (source.access_column or source.access_lookup)):
-        return False
-    return principal.can_read(source.access)
+    readers = None if source is None else access_for(source, item.key)
+    return readers is not None and principal.can_read(readers)
 
 
 # -- reading versions -----------------------------------------------------------------------

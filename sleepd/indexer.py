@@ -2,12 +2,14 @@
 
 The index is derived data. Workers never touch it; they append events in the same
 transaction that publishes a version, so the index can lag but never disagree for long,
-and ``rebuild`` recreates it from the ledger without re-embedding. Each event carries an
+and ``rebuild`` recreates it from the ledger without re-embedding. An access change is an
+``item:<id>`` event: the item's points get their new list as payload, in place. Each event carries an
 ``applied`` flag rather than sitting behind a cursor, so one committed late is still applied.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -16,6 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from sleepd import defaults
+from sleepd.access import event_item
 from sleepd.index import Point, VectorIndex
 from sleepd.ledger import Ledger
 from sleepd.schema import RecordRow
@@ -35,8 +38,6 @@ PRUNE_SECONDS = 3600.0
 
 def point_for(row: RecordRow) -> Point:
     """A record's point: its stored embedding (no re-embedding) and the sparse vector of its words."""
-    import json
-
     return Point(
         id=row.id,
         vector=np.frombuffer(row.embedding, dtype=np.float32).tolist(),
@@ -84,6 +85,8 @@ class Indexer:
                 rows = self.ledger.records_by_id(upserts)  # a record gone since is skipped
                 if rows:
                     self.index.upsert([point_for(r) for r in rows])
+                self._rewrite_access([i for rid, op in final.items() if op == "access"
+                                      and (i := event_item(rid)) is not None])
                 # marked after the index has them: a crash in between replays them, harmlessly
                 self.ledger.mark_applied([ev.seq for ev in events if ev.seq is not None])
                 applied += len(events)
@@ -91,6 +94,13 @@ class Indexer:
             if applied and self.syncs % COMPACT_EVERY == 0:
                 self.ledger.compact_events()
         return applied
+
+    def _rewrite_access(self, item_ids: Sequence[int]) -> None:
+        """An access change: the items' points get the list their records carry now, in place."""
+        if not item_ids:
+            return
+        for access, items in self.ledger.access_of_items(item_ids).items():
+            self.index.set_access(json.loads(access), items)
 
     def remove(self, record_ids: Sequence[str]) -> int:
         """Remove points now (purge); returns how many were in the index."""

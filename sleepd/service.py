@@ -1,5 +1,5 @@
 """The operations every front end shares (REST, CLI, MCP): query, status, refresh, purge,
-reindex. One Service holds the ledger, the index and the query engine of one process.
+access changes, reindex. One Service holds the ledger, the index and the query engine of one process.
 
 A daemon loads the embedding model (exporting it the first time on this machine) in the
 background as it starts: a query that comes meanwhile is answered 503 "memory not ready: loading
@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sleepd import defaults
+from sleepd.access import same_access, with_access
 from sleepd.aggregates import refresh_aggregates
 from sleepd.auth import Principal
 from sleepd.embed import Embedder, get_embedder
@@ -23,11 +25,11 @@ from sleepd.ledger import Ledger
 from sleepd.ledger.refresh import freshness_counts
 from sleepd.query import QueryEngine, QueryResult
 from sleepd.retention import Retention
-from sleepd.settings import FileSource, Settings
+from sleepd.settings import FileSource, Settings, Source
 from sleepd.status import status_report
 from sleepd.tokens import get_tokenizer
 
-__all__ = ["MODEL_LOADING", "Service"]
+__all__ = ["MODEL_LOADING", "Service", "apply_access", "declare_sources"]
 
 log = logging.getLogger("sleepd.service")
 
@@ -204,6 +206,20 @@ class Service:
                 finally:
                     watcher.stop()
 
+    def change_access(self, principal: Principal, source: str, access: object,
+                      paths: object = None) -> dict[str, Any]:
+        """Give ``source`` a new access list (and, unless ``paths`` is None, new path globs), in
+        effect for the next query: records keep their version, the index's points their vectors."""
+        _require_admin(principal)
+        self._check_source(source)
+        found = self.ledger.get_source(source)
+        assert found is not None
+        receipt = apply_access(self.ledger, with_access(found, access, paths), principal.name)
+        self.indexer.sync()  # the points carry the new lists before this returns
+        if self.on_refresh is not None:  # the aggregates' rebuilds are queued: no need to wait a tick
+            self.on_refresh()
+        return receipt
+
     def reindex(self, principal: Principal) -> dict[str, Any]:
         _require_admin(principal)
         points = self.indexer.rebuild()
@@ -216,6 +232,38 @@ class Service:
             raise NotFound(f"no source named {source!r} (known: {known})")
 
 
+def apply_access(ledger: Ledger, source: Source, actor: str) -> dict[str, Any]:
+    """Save ``source`` with its (new) access and bring its records, aggregates and (through index
+    events) the index in line, without re-enrichment; audited. The CLI, the API and the daemon's
+    start (a changed config file) all come here."""
+    change = ledger.change_access(source)
+    if change.items:  # the retracted aggregates are planned again from the new groups
+        refresh_aggregates(ledger, source.name, when_quiet=False)
+    paths = source.access_paths if isinstance(source, FileSource) else ()
+    receipt = {**change.as_dict(), "access": list(source.access),
+               "paths": {glob: list(readers) for glob, readers in paths}}
+    ledger.audit(actor, "access", receipt)
+    return receipt
+
+
 def _require_admin(principal: Principal) -> None:
     if not principal.admin:
         raise Forbidden(f"principal {principal.name!r} is not an admin")
+
+
+def declare_sources(ledger: Ledger, settings: Settings, extra: tuple[FileSource, ...] = (),
+                    extra_access: bool = True) -> None:
+    """Save the declared sources (the config file's, then ``sleepd run PATH``'s) in the ledger. One
+    whose declared readers differ from the ledger's takes an admin's access change (records and
+    index follow, nothing is enriched again, audited as ``config``); one that declares none (a
+    table without ``access``, a PATH without ``--access``) keeps what an admin set."""
+    for source in (*settings.sources, *extra):
+        known = ledger.get_source(source.name)
+        undeclared = source.name in settings.access_undeclared if source in settings.sources else not extra_access
+        if isinstance(known, FileSource) and isinstance(source, FileSource) and undeclared:
+            source = replace(source, access=known.access, access_paths=known.access_paths)
+        if known is not None and not same_access(known, source):
+            log.warning("access of source %s changed in its declaration: records and index follow", source.name)
+            apply_access(ledger, source, "config")
+        else:
+            ledger.save_source(source, actor="config" if source in settings.sources else "sleepd run")

@@ -46,11 +46,15 @@ class FileSource:
     #: principals and groups allowed to read what is derived from this source; "*" = any token
     access: tuple[str, ...] = ("*",)
     kind: str = "files"
+    #: access per path glob (gitignore syntax, like include), in order: the first glob matching an
+    #: item's path gives its readers; an item no glob matches has ``access``
+    access_paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "kind": self.kind, "path": str(self.path), "include": list(self.include),
             "exclude": list(self.exclude), "profile": self.profile, "access": list(self.access),
+            "access_paths": [[glob, list(access)] for glob, access in self.access_paths],
         }
 
 
@@ -75,6 +79,9 @@ class Settings:
     max_staleness_seconds: float = defaults.MAX_STALENESS_SECONDS
     #: per-source overrides of max_staleness_seconds: (source name, seconds) pairs from the TOML
     source_staleness: tuple[tuple[str, float], ...] = ()
+    #: the files sources whose TOML table has no ``access`` nor ``access_paths``: at start they keep
+    #: the lists an admin set (``sleepd sources access``) instead of going back to the default "*"
+    access_undeclared: tuple[str, ...] = ()
     #: load average per core at or above which the machine counts as busy
     busy_load_per_core: float = defaults.BUSY_LOAD_PER_CORE
     debounce_seconds: float = defaults.DEBOUNCE_SECONDS
@@ -171,8 +178,8 @@ def _source(index: int, raw: Any, base: Path) -> Source:
     if not isinstance(raw, dict):
         raise ConfigError(f"Config '{where}' has value {raw!r}. Must be a table.")
     if raw.get("kind") == "sql":
-        return sql_source_from_toml(where, raw)
-    unknown = set(raw) - {"name", "kind", "path", "include", "exclude", "profile", "access"}
+        return _sql_source(where, raw)
+    unknown = set(raw) - {"name", "kind", "path", "include", "exclude", "profile", "access", "access_paths"}
     if unknown:
         raise ConfigError(f"Config '{where}' has unknown keys {sorted(unknown)}.")
     kind = raw.get("kind", "files")
@@ -189,9 +196,42 @@ def _source(index: int, raw: Any, base: Path) -> Source:
         source = replace(source, exclude=str_list(f"{where}.exclude", raw["exclude"]))
     if "access" in raw:
         source = replace(source, access=str_list(f"{where}.access", raw["access"]))
+    if "access_paths" in raw:
+        try:
+            source = replace(source, access_paths=access_paths(raw["access_paths"]))
+        except ValueError as exc:
+            raise ConfigError(f"Config '{where}.access_paths' {exc}") from None
     if "profile" in raw:
         source = replace(source, profile=str(raw["profile"]))
     return check_source(source, where)
+
+
+def _sql_source(where: str, raw: dict[str, Any]) -> SqlSource:
+    if "access_paths" in raw:
+        raise ConfigError(f"Config '{where}.access_paths' is for files sources: an sql source's readers come "
+                          "from access, access_column or access_lookup.")
+    return sql_source_from_toml(where, raw)
+
+
+def access_paths(raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{glob: [principal or group, ...]}`` in order (a TOML table keeps it), checked: each glob a
+    path pattern relative to the source's folder, each list non-empty. ValueError says what is wrong."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"has value {raw!r}. Must be a table of path glob = [readers], such as "
+                         "\"private/**\" = [\"legal\"].")
+    rules = []
+    for glob, readers in raw.items():
+        if not isinstance(glob, str) or not glob.strip() or glob.startswith(("/", "!")) or "\\" in glob:
+            raise ValueError(f"has glob {glob!r}. Use a path glob relative to the source's folder, with '/', "
+                             "such as 'private/**'.")
+        if isinstance(readers, str):
+            readers = [readers]
+        if (not isinstance(readers, list) or not readers
+                or not all(isinstance(r, str) and r.strip() for r in readers)):
+            raise ValueError(f"has readers {readers!r} for {glob!r}. Name at least one principal or group "
+                             "(\"*\" for any token).")
+        rules.append((glob, tuple(readers)))
+    return tuple(rules)
 
 
 def check_source(source: FileSource, where: str = "source") -> FileSource:
@@ -313,6 +353,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sources, overrides = _sources(raw_sources, base)
     values["source_staleness"] = overrides["max_staleness_seconds"]
     values["source_keep_versions"] = overrides["keep_versions"]
+    values["access_undeclared"] = tuple(s.name for s, raw in zip(sources, raw_sources, strict=True)
+                                        if isinstance(s, FileSource) and not {"access", "access_paths"} & set(raw))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"Config 'sources' repeats a name: {names}.")

@@ -104,6 +104,23 @@ def test_access_filter(index: VectorIndex) -> None:
     assert {h.id for h in admin} == {a.id, b.id, ac.id}
 
 
+def test_set_access_rewrites_the_payload_of_items_in_place(index: VectorIndex) -> None:
+    """An access change: the points of the named items get the new list, vectors and the other
+    payload fields untouched, and the access filter follows at once."""
+    points = [_point(i, ["eng"]) for i in range(3)] + [_point(1, ["eng"], vector=_basis(5))]
+    index.upsert(points)
+    index.set_access(["legal", "hr"], [1, 2])
+    payloads = index.payloads([p.id for p in points] + [str(uuid.uuid4())])
+    assert [payloads[p.id]["access"] for p in points] == [["eng"], ["legal", "hr"], ["legal", "hr"], ["legal", "hr"]]
+    assert all(payloads[p.id]["item_id"] == p.payload["item_id"] and payloads[p.id]["source"] == "repo"
+               for p in points) and len(payloads) == len(points)
+    assert {h.id for h in index.search(_basis(1), 10, access=["eng"])} == {points[0].id}
+    legal = index.search(_basis(5), 10, access=["legal"])
+    assert legal[0].id == points[3].id and legal[0].score == pytest.approx(1.0, abs=1e-5)  # its vector kept
+    index.set_access(["eng"], [])  # no items: nothing changes
+    assert index.payloads([points[1].id])[points[1].id]["access"] == ["legal", "hr"]
+
+
 def test_sources_filter(index: VectorIndex) -> None:
     docs, code, both = _point(0, ["t"], "docs"), _point(1, ["t"], "code"), _point(2, ["u"], "code")
     index.upsert([docs, code, both])

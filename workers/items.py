@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from sleepd.access import access_for
 from sleepd.errors import ItemError
 from sleepd.settings import Settings, Source, SqlSource
 from sleepd.sql.rows import account_document, item_access
@@ -62,4 +63,4 @@ def load_item(source: Source, key: str, settings: Settings) -> tuple[str, str, t
         rows, digest = found
         return account_document(source, key, rows), digest, item_access(source, rows)
     loaded = read_item(source.path / key, settings.max_file_bytes)
-    return None if loaded is None else (*loaded, source.access)
+    return None if loaded is None else (*loaded, access_for(source, key) or source.access)

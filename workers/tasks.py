@@ -150,8 +150,9 @@ def _embed(embedder: Embedder, ready: Sequence[_Ready]) -> list[npt.NDArray[np.f
 def _publish(ledger: Ledger, r: _Ready, vectors: npt.NDArray[np.float32] | Exception) -> Outcome:
     if isinstance(vectors, Exception):
         raise vectors
+    # the access list is read again as it publishes: an admin may have changed it meanwhile
     version = ledger.publish_version(r.item_id, r.digest, r.target, r.drafts, vectors, r.access, r.seen,
-                                     force=r.force)
+                                     force=r.force, access_from_source=True)
     if version is None:
         return Outcome("unchanged", version=r.version, llm=r.llm)
     return Outcome("published", version=version, records=len(r.drafts), llm=r.llm)

@@ -40,7 +40,7 @@ def run(paths: tuple[str, ...], profile: str, access: tuple[str, ...], port: int
     sources = tuple(source_from_path(p, profile=profile, access=access or ("*",)) for p in paths)
     # no live progress bar: the worker's log lines would cut through it; the daemon logs the first
     # pass's progress as lines instead, and `sleepd status` shows it
-    Daemon(settings, extra_sources=sources, lock=lock).run_forever()
+    Daemon(settings, extra_sources=sources, lock=lock, extra_access=bool(access)).run_forever()
 
 
 @click.command()

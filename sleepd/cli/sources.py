@@ -1,13 +1,16 @@
-"""The declared sources: ``sources add`` a folder or a database, ``sources list`` them, and
-``sql-triggers`` for a PostgreSQL source's LISTEN/NOTIFY fast path. They read and write the ledger
-directly: the daemon picks new sources up at its next start."""
+"""The declared sources: ``sources add`` a folder or a database, ``sources list`` them, change who
+may read one (``sources access``), and ``sql-triggers`` for a PostgreSQL source's LISTEN/NOTIFY fast
+path. ``add`` and ``list`` read and write the ledger directly (the daemon picks new sources up at its
+next start); ``access`` goes through the running daemon, or works on the home when none runs."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import click
 
 from sleepd import defaults
-from sleepd.cli.common import env_option, load_settings
+from sleepd.cli.common import LOCAL_ADMIN, call, env_option, json_option, load_settings, print_json
 from sleepd.settings import FileSource, source_from_path
 
 __all__ = ["sources", "sql_triggers"]
@@ -83,15 +86,52 @@ def sources_add(path: str | None, name: str | None, profile: str | None, access:
 
 @sources.command("list")
 def sources_list() -> None:
-    """Every declared source: name, kind, where, profile, access."""
+    """Every declared source: name, kind, where, profile, access (and its path globs' lists)."""
     from sleepd.ledger import Ledger
 
     ledger = Ledger(load_settings().database_url)
     for source in ledger.sources():
         where = source.path if isinstance(source, FileSource) else source.where
+        globs = ";".join(f"{glob}={','.join(r)}" for glob, r in getattr(source, "access_paths", ()))
         click.echo(f"{source.name}\t{source.kind}\t{where}\tprofile={source.profile}\t"
-                   f"access={','.join(source.access)}")
+                   f"access={','.join(source.access)}" + (f"\tpaths={globs}" if globs else ""))
     ledger.close()
+
+
+@sources.command("access")
+@click.argument("name")
+@click.argument("readers", nargs=-1, required=True, metavar="READER...")
+@click.option("--path", "paths", multiple=True, metavar="GLOB=READER[,READER]",
+              help="Readers of the items whose path matches GLOB (gitignore syntax, e.g. 'private/**=legal'); "
+                   "repeat, the first matching glob wins. Replaces the source's globs; without --path they stay.")
+@click.option("--no-paths", is_flag=True, help="Drop the source's path globs: every item gets READER...")
+@json_option
+def sources_access(name: str, readers: tuple[str, ...], paths: tuple[str, ...], no_paths: bool,
+                   as_json: bool) -> None:
+    """Let READER... (principals or groups; '*': any token) read source NAME, from the next query on.
+
+    Records keep their version: nothing is enriched again. Aggregates are rebuilt for the new groups.
+    Example: sleepd sources access contracts legal --path 'hr/**=hr,legal'"""
+    if paths and no_paths:
+        raise click.UsageError("give --path or --no-paths, not both")
+    rules: dict[str, list[str]] | None = {} if no_paths else None
+    for rule in paths:
+        glob, sep, names = rule.rpartition("=")
+        if not sep or not glob.strip() or not names.strip():
+            raise click.BadParameter(f"{rule!r} is not GLOB=READER[,READER]", param_hint="--path")
+        if rules is None:
+            rules = {}
+        rules[glob.strip()] = [n.strip() for n in names.split(",") if n.strip()]
+    body = {"access": list(readers), "paths": rules}
+    report = call(load_settings(), "POST", f"/v1/sources/{quote(name, safe='')}/access", body,
+                  lambda svc: svc.change_access(LOCAL_ADMIN, name, list(readers), rules))
+    if as_json:
+        print_json(report)
+        return
+    globs = "".join(f", {glob}={','.join(r)}" for glob, r in report["paths"].items())
+    click.echo(f"source {report['source']}: access={','.join(report['access'])}{globs}; {report['records']} records "
+               f"of {report['items']} items now carry their new list (none enriched again); "
+               f"{report['aggregates_retracted']} aggregates retracted until rebuilt")
 
 
 @click.command("sql-triggers")

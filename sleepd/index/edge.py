@@ -142,6 +142,16 @@ class EdgeIndex:
         )
         return [Hit(str(p.id), float(p.score)) for p in self._shard.query(request)]
 
+    def set_access(self, access: Sequence[str], items: Sequence[int]) -> None:
+        for start in range(0, len(items), BATCH):
+            batch = list(items[start:start + BATCH])
+            where = edge.Filter(must=[edge.FieldCondition("item_id", match=edge.MatchAny(batch))])
+            self._shard.update(edge.UpdateOperation.set_payload_by_filter(where, {"access": list(access)}))
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, object]]:
+        found = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): dict(r.payload or {}) for r in found}
+
     def count(self) -> int:
         return self._shard.count(edge.CountRequest(exact=True))
 

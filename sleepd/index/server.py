@@ -132,6 +132,16 @@ class QdrantServerIndex:
         )
         return [Hit(str(p.id), float(p.score)) for p in response.points]
 
+    def set_access(self, access: Sequence[str], items: Sequence[int]) -> None:
+        for start in range(0, len(items), BATCH):
+            batch = list(items[start:start + BATCH])
+            where = qm.Filter(must=[qm.FieldCondition(key="item_id", match=qm.MatchAny(any=batch))])
+            self._client.set_payload(self.collection, payload={"access": list(access)}, points=where, wait=True)
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, object]]:
+        found = self._client.retrieve(self.collection, list(ids), with_payload=True, with_vectors=False)
+        return {str(r.id): dict(r.payload or {}) for r in found}
+
     def count(self) -> int:
         return self._client.count(self.collection, exact=True).count
 

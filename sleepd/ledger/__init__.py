@@ -6,13 +6,14 @@ separate reader engine whose deferred transactions see one consistent snapshot.
 
 One facade, :class:`Ledger`, composed of one mixin per concern: ``engine`` (connections,
 sessions, meta, audit), ``sources``, ``outbox`` (observations and scheduling), ``versions``
-(publish, retract, fail), ``archive`` (old versions' records, retention), ``index_events``,
-``queries`` (current records, query log), ``purge``, ``refresh`` (queue refreshes, read where
-they stand) and ``status``.
+(publish, retract, fail), ``access`` (access changes in place), ``archive`` (old versions'
+records, retention), ``index_events``, ``queries`` (current records, query log), ``purge``,
+``refresh`` (queue refreshes, read where they stand) and ``status``.
 """
 
 from __future__ import annotations
 
+from sleepd.ledger.access import AccessChange, AccessMixin
 from sleepd.ledger.archive import ArchiveMixin, PruneReport
 from sleepd.ledger.index_events import IndexEventsMixin
 from sleepd.ledger.outbox import OutboxMixin
@@ -23,10 +24,10 @@ from sleepd.ledger.sources import SourcesMixin
 from sleepd.ledger.status import StatusMixin
 from sleepd.ledger.versions import VersionsMixin, record_id
 
-__all__ = ["Ledger", "PruneReport", "PurgeReceipt", "record_id"]
+__all__ = ["AccessChange", "Ledger", "PruneReport", "PurgeReceipt", "record_id"]
 
 
-class Ledger(SourcesMixin, OutboxMixin, VersionsMixin, ArchiveMixin, IndexEventsMixin, QueriesMixin, PurgeMixin,
-             RefreshMixin, StatusMixin):
+class Ledger(SourcesMixin, OutboxMixin, VersionsMixin, AccessMixin, ArchiveMixin, IndexEventsMixin, QueriesMixin,
+             PurgeMixin, RefreshMixin, StatusMixin):
     """Durable state of sources, items, changes, versions and records; every write that matters
     happens here, in one transaction each."""

@@ -66,7 +66,8 @@ def source_from_row(row: SourceRow) -> Source:
     if row.kind == "sql":
         return SqlSource.from_dict(cfg)
     return FileSource(name=row.name, path=Path(cfg["path"]), include=tuple(cfg["include"]),
-                      exclude=tuple(cfg["exclude"]), profile=cfg["profile"], access=tuple(cfg["access"]))
+                      exclude=tuple(cfg["exclude"]), profile=cfg["profile"], access=tuple(cfg["access"]),
+                      access_paths=tuple((g, tuple(a)) for g, a in cfg.get("access_paths", [])))
 
 
 def source_where(row: SourceRow) -> str | None:

@@ -14,16 +14,20 @@ import numpy.typing as npt
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from sleepd.access import access_for
 from sleepd.ledger.archive import archive_records
 from sleepd.ledger.engine import OPEN, LedgerBase
+from sleepd.ledger.sources import source_from_row
 from sleepd.records import Draft
 from sleepd.schema import (
+    AGGREGATE_PREFIX,
     ChangeRow,
     ChangeStatus,
     IndexEventRow,
     ItemRow,
     ItemState,
     RecordRow,
+    SourceRow,
     VersionRow,
 )
 
@@ -79,10 +83,16 @@ class VersionsMixin(LedgerBase):
 
     def publish_version(self, item_id: int, content_hash: str, pipeline_version: str,
                         drafts: Sequence[Draft], vectors: npt.NDArray[np.float32],
-                        access: Sequence[str], seen_change_id: int, force: bool = False) -> int | None:
+                        access: Sequence[str], seen_change_id: int, force: bool = False,
+                        access_from_source: bool = False) -> int | None:
         """Atomically replace the item's records with a new version (the old ones move to the
         archive). Returns the new version, or None when that content is already published by this
-        pipeline (idempotent)."""
+        pipeline (idempotent).
+
+        ``access_from_source``: the records get the list the source gives the item now, read in
+        this transaction, where the source has one (an admin may have changed it since the worker
+        read it). An aggregate is not published when a newer change of it is open: its inputs or
+        their access groups changed meanwhile, and that change rebuilds it."""
         now = time.time()
         with self.write() as s:
             item = s.get(ItemRow, item_id, with_for_update=True)
@@ -91,6 +101,11 @@ class VersionsMixin(LedgerBase):
             if not force and _is_current(item, content_hash, pipeline_version):
                 _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.DONE)
                 return None
+            if item.key.startswith(AGGREGATE_PREFIX) and _newer_change(s, item_id, seen_change_id, content_hash):
+                _finish_changes(s, item, content_hash, seen_change_id, ChangeStatus.SUPERSEDED)
+                return None
+            if access_from_source:
+                access = _source_access(s, item, access)
             archive_records(s, item_id)
             version = item.version + 1
             for old in s.exec(select(VersionRow).where(VersionRow.item_id == item_id,
@@ -158,6 +173,23 @@ class VersionsMixin(LedgerBase):
 def _is_current(item: ItemRow, content_hash: str, pipeline_version: str) -> bool:
     return (item.version > 0 and item.enriched_hash == content_hash and item.pipeline_version == pipeline_version
             and item.state != ItemState.DELETED.value)
+
+
+def _source_access(s: Session, item: ItemRow, given: Sequence[str]) -> Sequence[str]:
+    """The list the item's source gives it now (its row read under a shared lock, so an access
+    change commits wholly before or after this publish); ``given`` where the rows decide."""
+    row = s.get(SourceRow, item.source, with_for_update={"read": True})
+    if row is None:
+        return given
+    found = access_for(source_from_row(row), item.key)
+    return given if found is None else found
+
+
+def _newer_change(s: Session, item_id: int, seen: int, content_hash: str) -> bool:
+    """An open change of the item, observed after the task read it, for other content."""
+    return s.exec(select(ChangeRow.id).where(
+        ChangeRow.item_id == item_id, col(ChangeRow.id) > seen, col(ChangeRow.status).in_(OPEN),
+        col(ChangeRow.content_hash).is_distinct_from(content_hash)).limit(1)).first() is not None
 
 
 def _open_changes(s: Session, item_id: int, upto: int) -> list[ChangeRow]:
