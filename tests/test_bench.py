@@ -15,12 +15,14 @@ import pytest
 from click.testing import CliRunner
 
 from sleepd.bench import BUDGETS, BenchConfig, run_bench
+from sleepd.bench.ablation import chunk_memory
 from sleepd.bench.amortise import amortisation
 from sleepd.bench.baseline import PlainRAG, chunk_text
 from sleepd.bench.bm25 import BM25Chunks
 from sleepd.bench.corpora import (
     ClauseGold,
     ContractGold,
+    Corpus,
     Question,
     RowGold,
     Snippet,
@@ -30,6 +32,7 @@ from sleepd.bench.corpora import (
 )
 from sleepd.bench.cuad_clauses import evaluate_cuad
 from sleepd.bench.datasets import DATA_DIR
+from sleepd.bench.pipeline import open_workspace
 from sleepd.bench.report import baseline_budget_for, reduction
 from sleepd.bench.split import half_of, in_half
 from sleepd.bench.swebench import definitions, patch_files
@@ -283,3 +286,23 @@ def test_bench_refuses_an_unknown_half(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'middle' is not one of 'tune', 'test', 'all'" in result.output
     with pytest.raises(ConfigError, match="'half' has value 'middle'"):
         run_bench(BenchConfig(data=tmp_path, out=tmp_path / "out", half="middle", progress=False))
+
+
+def test_the_ablation_skips_a_file_sleepd_cannot_read(tmp_path: Path, embedder: Embedder) -> None:
+    # a real corpus (Sphinx's sdist) holds a file that is not UTF-8: the ablation stopped the bench
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "good.py").write_text("def flush_stream(stream):\n    stream.flush()\n")
+    (root / "latin1.py").write_bytes("# caf\xe9\nvalue = 1\n".encode("latin-1"))
+    corpus = Corpus(name="code", root=root, profile="code", questions=[], rule="")
+    ws = open_workspace(corpus, tmp_path / "work", embedder)
+    rag = PlainRAG("code", embedder, get_tokenizer("cl100k_base"))
+    rag.build([("good.py", (root / "good.py").read_text()),
+               ("latin1.py", (root / "latin1.py").read_bytes().decode("utf-8", errors="replace"))])
+    chunk_ws = chunk_memory(ws, rag.chunks, rag.vectors, tmp_path / "work", embedder)
+    try:
+        items = chunk_ws.service.ledger.known_items("code")
+        assert items["good.py"].n_records == 1 and items["latin1.py"].n_records == 0
+    finally:
+        chunk_ws.service.close()
+        ws.service.close()

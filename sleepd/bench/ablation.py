@@ -15,6 +15,7 @@ from pathlib import Path
 from sleepd.bench.baseline import Chunk
 from sleepd.bench.pipeline import Workspace, open_workspace
 from sleepd.embed import Embedder, Vectors
+from sleepd.errors import ItemError
 from sleepd.records import Draft, Evidence, RecordKind
 from workers.items import load_item
 from workers.tasks import pipeline_version
@@ -24,7 +25,8 @@ __all__ = ["chunk_memory"]
 
 def chunk_memory(ws: Workspace, chunks: list[Chunk], vectors: Vectors, work: Path, embedder: Embedder) -> Workspace:
     """A fresh home over ``ws``'s corpus whose records are ``chunks`` (with their ``vectors``,
-    row for row): scanned like the real one, each item published as its chunks, no aggregates."""
+    row for row): scanned like the real one, each item published as its chunks, no aggregates.
+    An item sleepd refuses to read (invalid UTF-8, too large) gets no chunks here either."""
     chunk_ws = open_workspace(ws.corpus, work, embedder, home_name="chunks-home")
     ledger, settings = chunk_ws.service.ledger, chunk_ws.service.settings
     chunk_ws.watchers.scan_all()
@@ -34,7 +36,10 @@ def chunk_memory(ws: Workspace, chunks: list[Chunk], vectors: Vectors, work: Pat
     target = pipeline_version(settings)
     for key, item in sorted(ledger.known_items(chunk_ws.source.name).items()):
         rows = by_item.get(key)
-        loaded = load_item(chunk_ws.source, key, settings)
+        try:
+            loaded = load_item(chunk_ws.source, key, settings)
+        except ItemError:  # not UTF-8, too large, unreadable: sleepd enriches none of it either
+            continue
         if not rows or loaded is None or item.id is None:
             continue
         _, digest, access = loaded
