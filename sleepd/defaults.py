@@ -170,6 +170,12 @@ RRF_K = 60
 DENSE_RRF_WEIGHT = 1.0
 SPARSE_RRF_WEIGHT = 1.0
 FUSION_WEIGHT = 0.1
+#: weight of a record's sparse (BM25) score relative to the question's best sparse hit in the final
+#: rank, the counterpart of the cosine (issue 12). Reciprocal ranks alone barely separate the first
+#: sparse hit from the 60th (1 vs 0.5, times FUSION_WEIGHT), while cosines add as they are: a record
+#: that only the keywords place first (an account named by its customer's name, zip code and order
+#: id inside a long message) sank below dozens of records nearer in embedding.
+SPARSE_SCORE_WEIGHT = 0.5
 #: raw text windows indexed beside the enriched records (workers.enrich.windows): the plain-RAG
 #: baseline's chunk size and overlap, in tokens of the packing tokenizer, cut at whole lines
 WINDOW_TOKENS = 512
