@@ -1,6 +1,6 @@
 """Answer a question from c' within a token budget: candidates from the index (a dense and a sparse
 search, fused by reciprocal rank), verified against the ledger, ranked (cosine + keyword + kind +
-fusion), packed with a real tokenizer."""
+fusion + sparse score), packed with a real tokenizer."""
 
 from __future__ import annotations
 
