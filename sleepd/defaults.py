@@ -170,6 +170,15 @@ RRF_K = 60
 DENSE_RRF_WEIGHT = 1.0
 SPARSE_RRF_WEIGHT = 1.0
 FUSION_WEIGHT = 0.1
+#: weight of a record's sparse (BM25) score relative to the question's best sparse hit in the final
+#: rank, the counterpart of the cosine (issue 12). Reciprocal ranks alone barely separate the first
+#: sparse hit from the 60th (1 vs 0.5, times FUSION_WEIGHT), while cosines add as they are: a record
+#: that only the keywords place first (an account named by its customer's name, zip code and order
+#: id inside a long message) sank below dozens of records nearer in embedding. sleepd's ranker over
+#: the plain 512/64 chunks of tau2 retail (tune half, 20 tasks), recall at 256/1,024/4,096 tokens:
+#: weight 0: .058/.071/.158; 0.3: .193/.417/.754; 0.5: .328/.698/.912; 0.8: .478/.778/.899 (BM25
+#: over the same chunks: .459/.772/.941)
+SPARSE_SCORE_WEIGHT = 0.5
 #: raw text windows indexed beside the enriched records (workers.enrich.windows): the plain-RAG
 #: baseline's chunk size and overlap, in tokens of the packing tokenizer, cut at whole lines
 WINDOW_TOKENS = 512

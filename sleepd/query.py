@@ -1,6 +1,6 @@
 """Answer a question from c' within a token budget: candidates from the index (a dense and a sparse
 search, fused by reciprocal rank), verified against the ledger, ranked (cosine + keyword + kind +
-fusion), packed with a real tokenizer."""
+fusion + sparse score), packed with a real tokenizer."""
 
 from __future__ import annotations
 
@@ -187,6 +187,16 @@ def fuse(lists: list[list[Hit]], weights: list[float], k: int = defaults.RRF_K) 
     return fused
 
 
+def relative(hits: list[Hit]) -> dict[str, float]:
+    """Each sparse hit's score over the best one's, in (0, 1]: BM25 sums IDF over the shared words,
+    so its scale depends on the question's length and the corpus; the ratio does not. The ratio is
+    rounded to :data:`SCORE_DIGITS` (two homes' scores may differ in the last bits)."""
+    best = max((h.score for h in hits), default=0.0)
+    if best <= 0:
+        return {}
+    return {h.id: round(h.score / best, SCORE_DIGITS) for h in hits}
+
+
 def _cosine(vector: list[float], row: RecordRow) -> float:
     """The cosine of the question to a record's stored embedding (both L2-normalised)."""
     return float(np.dot(np.asarray(vector, dtype=np.float32), np.frombuffer(row.embedding, dtype=np.float32)))
@@ -265,6 +275,7 @@ class QueryEngine:
         # the question's words, for what no embedding places: a made-up name, an error code, an id
         sparse_hits = settled(self.index.search_sparse(query_vector(terms), pool, access=principal.access), pool)
         dense = {h.id: h.score for h in dense_hits}
+        lexical = relative(sparse_hits)
         fused = fuse([dense_hits, sparse_hits], [defaults.DENSE_RRF_WEIGHT, defaults.SPARSE_RRF_WEIGHT])
         across = routing.cross_item(text)
         if across:  # a question across items: the aggregates are candidates too (sleepd.routing)
@@ -272,13 +283,14 @@ class QueryEngine:
                 self.index, self.ledger, vector, terms, pool, principal.access))
             dense = {h.id: h.score for h in near} | dense
             own = fuse([near, words], [defaults.DENSE_RRF_WEIGHT, defaults.SPARSE_RRF_WEIGHT])
+            lexical = lexical | {i: max(score, lexical.get(i, 0.0)) for i, score in relative(words).items()}
             fused = fused | {i: max(score, fused.get(i, 0.0)) for i, score in own.items()}
         rows, items = self._readable(list(dense) + sorted(fused.keys() - dense.keys()), principal)
         # found by its words alone: its cosine from the embedding stored beside it (the candidates'
         # read leaves embeddings out, so these few are read again)
         for row in self.ledger.records_by_id([r.id for r in rows if r.id not in dense]):
             dense[row.id] = _cosine(vector, row)
-        scored = self._rank(terms, rows, dense, {}, fused)
+        scored = self._rank(terms, rows, dense, {}, fused, lexical)
         focus = _focus(text, terms, scored)
         if focus is not None:
             # the question names an item: ask again, of that item alone, what it asks about it
@@ -290,7 +302,7 @@ class QueryEngine:
             topical = {h.id: h.score for h in settled(topic_hits, pool)}
             more, more_items = self._readable([i for i in topical if i not in dense], principal)
             rows, items = rows + more, items | more_items
-            scored = self._rank(terms, rows, dense, topical, fused)
+            scored = self._rank(terms, rows, dense, topical, fused, lexical)
         return routing.promote(scored) if across else scored, items, len(hits) < pool
 
     def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
@@ -299,11 +311,16 @@ class QueryEngine:
 
     @staticmethod
     def _rank(terms: frozenset[str], rows: list[RecordRow], dense: dict[str, float],
-              topical: dict[str, float], fused: dict[str, float]) -> list[tuple[float, RecordRow]]:
+              topical: dict[str, float], fused: dict[str, float],
+              lexical: dict[str, float] | None = None) -> list[tuple[float, RecordRow]]:
         """Rows by score, best first: cosine to the question (a row found only by the focused search
         gets the lowest cosine seen), weighted keyword overlap, a prior by kind, a penalty for
         tests, the cosine to the focused topic (the lowest one seen outside the focus), and the
-        first stage's reciprocal rank fusion of the dense and sparse lists, weighted."""
+        first stage's reciprocal rank fusion of the dense and sparse lists, weighted, and the sparse
+        search's own score relative to its best (:func:`relative`): the cosine's counterpart, without
+        which a record the keywords find first but the embedding places far (an account named by a
+        customer's name, zip code and order id in a long message) ranks by its low cosine alone."""
+        lexical = lexical or {}
         weights = _term_weights(terms, rows)
         wants_tests = bool(terms & {"test", "tests", "fixture"})
         floor = min(dense.values(), default=0.0)
@@ -311,5 +328,6 @@ class QueryEngine:
         return sorted(
             ((dense.get(r.id, floor) + KEYWORD_WEIGHT * _keyword_score(weights, r) + KIND_PRIOR.get(r.kind, 0.0)
               + TOPIC_WEIGHT * topical.get(r.id, topic_floor) + defaults.FUSION_WEIGHT * fused.get(r.id, 0.0)
+              + defaults.SPARSE_SCORE_WEIGHT * lexical.get(r.id, 0.0)
               - (TEST_PENALTY if not wants_tests and is_test_path(r.path) else 0.0), r)
              for r in rows), key=rank_key)

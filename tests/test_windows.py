@@ -97,8 +97,11 @@ def test_every_item_gets_windows_and_a_raw_question_is_served_and_counted(
         for path, spans in by_item.items():
             _check_windows(path, (folder / path).read_text(), sorted(spans))
         assert len(by_item["notes.txt"]) > 1  # a long file has several windows
-        # a question in the words of the raw text: windows serve it, and the answer says so
-        result = svc.query("Branch 123 opens at 8 and closes at 17.", 256, ADMIN)
+        # a question in the words of the raw text: windows serve it, and the answer says so (the
+        # chunk of lines 101-124 and the window holding line 123 tie within 0.004 on cosine and
+        # keywords; since issue 12's sparse score, BM25's length norm puts the shorter chunk first,
+        # so the budget holds both)
+        result = svc.query("Branch 123 opens at 8 and closes at 17.", 1024, ADMIN)
         assert result.route in ("raw", "mixed") and any(r.kind == "window" for r in result.records)
         memory = svc.query("How do I block a lost card?", 64, ADMIN)
         expected = {True: "raw", False: "memory"}
