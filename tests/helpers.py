@@ -14,8 +14,12 @@ import click
 import pytest
 
 from sleepd.bench.drain import enrich_pending
+from sleepd.embed import Embedder
+from sleepd.service import Service
+from sleepd.settings import FileSource, load_settings
+from sleepd.watchers import Watchers
 
-__all__ = ["CLICK_SRC", "click_repo", "enrich_pending", "free_port", "unavailable", "wait_for"]
+__all__ = ["CLICK_SRC", "click_repo", "enrich_once", "enrich_pending", "free_port", "unavailable", "wait_for"]
 
 REQUIRE = os.environ.get("SLEEPD_REQUIRE_SERVICES") == "1"
 #: the installed click package: real Python source for the tests that enrich code
@@ -60,4 +64,18 @@ def click_repo(root: Path, modules: Iterable[str], docs: Mapping[str, str] | Non
     for name, text in (docs or {}).items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
+    return root
+
+
+def enrich_once(root: Path, sources: list[FileSource], embedder: Embedder) -> Path:
+    """A home at ``root/home`` with ``sources`` scanned and enriched, closed again: the memory a
+    module's tests copy (each test its own copy)."""
+    svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
+    svc._embedder = embedder
+    for source in sources:
+        svc.ledger.save_source(source)
+    Watchers(sources, svc.ledger, svc.settings).scan_all()
+    enrich_pending(svc, embedder)
+    svc.close()
+    svc.ledger.close()
     return root

@@ -35,8 +35,7 @@ from sleepd.schema import ItemRow, RecordRow, VersionRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings, load_settings
 from sleepd.sql.config import sql_source
-from sleepd.watchers import Watchers
-from tests.helpers import enrich_pending, free_port, wait_for
+from tests.helpers import enrich_once, enrich_pending, free_port, wait_for
 from tests.test_daemon import cli, settled
 
 FILES = {
@@ -75,15 +74,7 @@ def _write(root: Path) -> None:
 def enriched(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
     root = tmp_path_factory.mktemp("access")
     _write(root)
-    svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
-    svc._embedder = embedder
-    for source in _sources(root):
-        svc.ledger.save_source(source)
-    Watchers(_sources(root), svc.ledger, svc.settings).scan_all()
-    enrich_pending(svc, embedder)
-    svc.close()
-    svc.ledger.close()
-    return root
+    return enrich_once(root, _sources(root), embedder)
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from sleepd.auth import Principal
 from sleepd.embed import Embedder
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.service import Service
-from sleepd.settings import FileSource, Settings, load_settings
+from sleepd.settings import FileSource, Settings
 from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
-from tests.helpers import click_repo, enrich_pending
+from tests.helpers import click_repo, enrich_once, enrich_pending
 from workers.builders import REPO_MAP_TOKENS
 from workers.tasks import Outcome
 
@@ -65,14 +65,7 @@ def enriched(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Pa
     root = tmp_path_factory.mktemp("aggregates")
     click_repo(root / "repo", ("core.py", "decorators.py", "parser.py", "exceptions.py"),
                {"tests/test_cli.py": TESTS_FILE})
-    svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
-    for source in _code_sources(root):
-        svc.ledger.save_source(source)
-    Watchers(_code_sources(root), svc.ledger, svc.settings).scan_all()
-    enrich_pending(svc, embedder)
-    svc.close()
-    svc.ledger.close()
-    return root
+    return enrich_once(root, _code_sources(root), embedder)
 
 
 @pytest.fixture

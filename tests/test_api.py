@@ -18,10 +18,10 @@ from sleepd.api import create_app
 from sleepd.auth import Principal, create_token
 from sleepd.embed import Embedder
 from sleepd.service import Service
-from sleepd.settings import FileSource, Settings, load_settings
+from sleepd.settings import FileSource, Settings
 from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
-from tests.helpers import click_repo, enrich_pending
+from tests.helpers import click_repo, enrich_once, enrich_pending
 
 
 def _write_repo(root: Path) -> None:
@@ -40,15 +40,7 @@ def enriched(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Pa
     """The sources and a home enriched once for the module; each test gets its own copy."""
     root = tmp_path_factory.mktemp("enriched")
     _write_repo(root)
-    svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
-    svc._embedder = embedder
-    for source in _sources(root):
-        svc.ledger.save_source(source)
-    Watchers(_sources(root), svc.ledger, svc.settings).scan_all()
-    enrich_pending(svc, embedder)
-    svc.close()
-    svc.ledger.close()
-    return root
+    return enrich_once(root, _sources(root), embedder)
 
 
 @pytest.fixture
