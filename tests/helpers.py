@@ -67,15 +67,20 @@ def click_repo(root: Path, modules: Iterable[str], docs: Mapping[str, str] | Non
     return root
 
 
-def enrich_once(root: Path, sources: list[FileSource], embedder: Embedder) -> Path:
-    """A home at ``root/home`` with ``sources`` scanned and enriched, closed again: the memory a
-    module's tests copy (each test its own copy)."""
-    svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
+def enrich(svc: Service, sources: list[FileSource], embedder: Embedder) -> None:
+    """``sources`` saved in ``svc``'s ledger, scanned and enriched with ``embedder``, in process."""
     svc._embedder = embedder
     for source in sources:
         svc.ledger.save_source(source)
     Watchers(sources, svc.ledger, svc.settings).scan_all()
     enrich_pending(svc, embedder)
+
+
+def enrich_once(root: Path, sources: list[FileSource], embedder: Embedder) -> Path:
+    """A home at ``root/home`` with ``sources`` scanned and enriched, closed again: the memory a
+    module's tests copy (each test its own copy)."""
+    svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
+    enrich(svc, sources, embedder)
     svc.close()
     svc.ledger.close()
     return root

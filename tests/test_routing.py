@@ -23,8 +23,7 @@ from sleepd.routing import ROUTE_BOOST, cross_item, promote
 from sleepd.schema import RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, load_settings
-from sleepd.watchers import Watchers
-from tests.helpers import enrich_pending
+from tests.helpers import enrich
 from workers.builders.portfolio import EXCERPT_WORDS
 
 CUAD = Path("/work/shared/data/cuad/contracts")
@@ -116,11 +115,7 @@ def memory(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iter
         sources.append(FileSource(name=name, path=folder, profile="contracts", access=(group,)))
         roots[name] = folder
     svc = Service.open(load_settings({"SLEEPD_HOME": str(root / "home")}))
-    svc._embedder = embedder
-    for source in sources:
-        svc.ledger.save_source(source)
-    Watchers(sources, svc.ledger, svc.settings).scan_all()
-    enrich_pending(svc, embedder)
+    enrich(svc, sources, embedder)
     yield Memory(svc, roots)
     svc.close()
     svc.ledger.close()

@@ -9,14 +9,13 @@ from pathlib import Path
 
 from sleepd import defaults
 from sleepd.auth import Principal
-from sleepd.bench.drain import enrich_pending
 from sleepd.embed import Embedder
 from sleepd.records import RecordKind
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
 from sleepd.status import status_report
 from sleepd.tokens import get_tokenizer
-from sleepd.watchers import Watchers
+from tests.helpers import enrich
 from workers.enrich.windows import WINDOW_OVERLAP, WINDOW_TOKENS, item_windows, raw_windows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,11 +80,8 @@ def test_every_item_gets_windows_and_a_raw_question_is_served_and_counted(
                                                 for i in range(300)))
     source = FileSource(name="kb", path=folder)
     svc = Service.open(settings)
-    svc._embedder = embedder
     try:
-        svc.ledger.save_source(source)
-        Watchers([source], svc.ledger, svc.settings).scan_all()
-        enrich_pending(svc, embedder)
+        enrich(svc, [source], embedder)
         by_item: dict[str, list[tuple[int, int, str]]] = {}
         for rows in svc.ledger.iter_records():
             for row in rows:
