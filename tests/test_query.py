@@ -106,6 +106,17 @@ def test_pack_cites_an_item_once_then_says_same_item_and_cuts_the_last_record() 
     assert result.tokens_used == TOKENIZER.count(result.context) and 200 - MIN_PARTIAL < result.tokens_used <= 200
 
 
+def test_a_record_quoting_a_special_token_is_packed_and_counted_as_plain_text() -> None:
+    """A tokenizer's source or a chat log quotes "<|endoftext|>"; counting it used to raise (the
+    encoder refuses special tokens in text), and the query with it."""
+    rows = [_row(0, "The model stops at <|endoftext|> and <|fim_prefix|> marks a prefix. " * 3),
+            _row(1, "<|endoftext|>" * 200)]
+    result = pack(TOKENIZER, "what ends a text <|endoftext|>", 120, [(1.0, r) for r in rows], _items(1))
+    assert len(result.records) == 2 and result.records[0].text == rows[0].text  # the second one cut
+    assert result.tokens_used == TOKENIZER.count(result.context) <= 120
+    assert TOKENIZER.count("<|endoftext|>") > 1  # its characters, not the one special token
+
+
 def test_an_empty_pack_says_why() -> None:
     rows = [_row(0, "a long clause " * 100)]
     tight = pack(TOKENIZER, "q", 16, [(1.0, r) for r in rows], _items(1))
