@@ -138,12 +138,11 @@ def _latency(ws: Workspace, questions: list[Question], n: int) -> dict[str, Any]
 def _filler_share(ws: Workspace, questions: list[Question], sample: int = 10) -> float:
     """The share of filler points among the top sparse hits of the first ``sample`` questions: the
     filler loads the sparse search only when the questions' words reach it."""
-    index, hits = ws.service.index, 0
-    found = [index.search_sparse(query_vector(terms(q.text)), defaults.CANDIDATES) for q in questions[:sample]]
-    for ids in ([h.id for h in found_hits] for found_hits in found):
-        hits += sum(1 for p in index.payloads(ids).values() if p.get("source") == FILLER_SOURCE)
-    total = sum(len(h) for h in found)
-    return round(hits / total, 3) if total else 0.0
+    index = ws.service.index
+    ids = [h.id for q in questions[:sample]
+           for h in index.search_sparse(query_vector(terms(q.text)), defaults.CANDIDATES)]
+    source = {i: p.get("source") for i, p in index.payloads(ids).items()}  # a hit of two questions counts twice
+    return round(sum(source.get(i) == FILLER_SOURCE for i in ids) / len(ids), 3) if ids else 0.0
 
 
 def _full_context(ws: Workspace, tokenizer: Tokenizer) -> dict[str, Any]:
