@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,16 @@ class QueryResult:
         return SEPARATOR.join(r.header + r.text for r in self.records)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"context": self.context}
+        """The result as JSON-ready data, keys in field order, then ``context``. Built field by field:
+        ``dataclasses.asdict`` deep-copies every record's evidence, 1 ms a pack of 1,024 tokens."""
+        return {"query": self.query, "budget": self.budget, "tokens_used": self.tokens_used,
+                "records": [{name: getattr(r, name) for name in _RECORD_FIELDS} for r in self.records],
+                "stale_items": [dict(i) for i in self.stale_items], "note": self.note, "route": self.route,
+                "context": self.context}
+
+
+#: a packed record's fields, in order (its keys in :meth:`QueryResult.as_dict`)
+_RECORD_FIELDS = tuple(f.name for f in fields(PackedRecord))
 
 
 def fit(tokenizer: Tokenizer, header: str, body: str, remaining: int) -> tuple[str, int] | None:

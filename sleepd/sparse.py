@@ -14,11 +14,13 @@ import functools
 import re
 import zlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sleepd import defaults
 
-__all__ = ["SparseVector", "document_vector", "query_vector", "stem", "term_list", "terms"]
+__all__ = ["SparseVector", "document_terms", "document_vector", "query_vector", "saturated", "stem", "term_index",
+           "term_list", "terms"]
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+")
 _PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -74,9 +76,18 @@ def document_vector(title: str, text: str) -> SparseVector:
     """A record's sparse vector: each term's BM25 saturation ``tf (k1 + 1) / (tf + k1 (1 - b + b
     len / avg))``. The title counts :data:`~sleepd.defaults.SPARSE_TITLE_REPEAT` times: it names what
     the record is about. Terms whose hashes collide are counted together."""
-    counts: Counter[int] = Counter()
-    for t in term_list(title) * defaults.SPARSE_TITLE_REPEAT + term_list(text[: defaults.SPARSE_CHARS]):
-        counts[term_index(t)] += 1
+    return saturated(Counter(term_index(t) for t in document_terms(title, text)))
+
+
+def document_terms(title: str, text: str) -> list[str]:
+    """The terms a record's sparse vector counts, repeats kept: the title's
+    :data:`~sleepd.defaults.SPARSE_TITLE_REPEAT` times, then the start of the text."""
+    return term_list(title) * defaults.SPARSE_TITLE_REPEAT + term_list(text[: defaults.SPARSE_CHARS])
+
+
+def saturated(counts: Mapping[int, int]) -> SparseVector:
+    """The sparse vector of term counts (by sparse index): each one's BM25 saturation over the
+    document's length (the sum of the counts)."""
     length = sum(counts.values())
     k1, b = defaults.BM25_K1, defaults.BM25_B
     norm = k1 * (1 - b + b * length / defaults.BM25_AVG_TERMS)

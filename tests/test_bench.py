@@ -32,6 +32,7 @@ from sleepd.bench.corpora import (
 )
 from sleepd.bench.cuad_clauses import evaluate_cuad
 from sleepd.bench.datasets import DATA_DIR
+from sleepd.bench.latency import FILLER_SOURCE, Vocabulary, fill_index
 from sleepd.bench.pipeline import open_workspace
 from sleepd.bench.report import baseline_budget_for, reduction
 from sleepd.bench.split import half_of, in_half
@@ -40,7 +41,9 @@ from sleepd.bench.systems import cited_files
 from sleepd.cli import cli
 from sleepd.embed import Embedder
 from sleepd.errors import ConfigError
+from sleepd.index import EdgeIndex
 from sleepd.pack import PackedRecord
+from sleepd.sparse import query_vector, term_index, terms
 from sleepd.tokens import get_tokenizer
 from tests.helpers import click_repo
 
@@ -110,6 +113,8 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, monkeypatch: pytes
             for kind in ("in_process", "http"):
                 assert corpus["latency"][where][kind]["n"] == 5 and corpus["latency"][where][kind]["p50_ms"] > 0
         assert corpus["latency"]["scaled"]["points"] >= 3000
+        # the filler is written in the corpus's words: the sparse search of the questions reaches it
+        assert corpus["latency"]["scaled"]["sparse_filler_share"] > 0, name
         assert corpus["enrichment"]["records"] > 0 and corpus["enrichment"]["failed"] == 0
         assert corpus["embedding"]["raw_texts_per_s"] > 0
         assert corpus["incremental"]["items_reenriched"] == 1, (name, corpus["incremental"])
@@ -124,6 +129,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, monkeypatch: pytes
     assert {q["kind"] for q in contracts["per_question"]} == {"clause", "portfolio", "portfolio_reworded"}
     assert set(contracts["recall_by_kind"]) == {"clause", "portfolio", "portfolio_reworded"}
     assert report["synthetic_index"]["points"] == 3000
+    assert report["synthetic_index"]["sparse"]["n"] == 200
     assert report["peak_rss_mb"] > 0
     idle = report["idle_awareness"]
     assert idle["files"] == 2 and idle["first_pass_s"] >= 0
@@ -306,3 +312,24 @@ def test_the_ablation_skips_a_file_sleepd_cannot_read(tmp_path: Path, embedder: 
     finally:
         chunk_ws.service.close()
         ws.service.close()
+
+
+def test_filler_points_carry_sparse_vectors_of_the_vocabulary_with_zipf_frequencies(tmp_path: Path) -> None:
+    """100k points mean 100k points for the sparse search too: a sparse search of the filled index
+    finds filler points by the vocabulary's words, a frequent word in more of them than a rare
+    one, and the same seed writes the same points."""
+    words = [f"word{rank}" for rank in range(200)]
+    vocabulary = Vocabulary(tuple(term_index(w) for w in words), (40, 60))
+    found: list[list[tuple[str, float]]] = []
+    for run in ("a", "b"):
+        index = EdgeIndex(tmp_path / run, 8)
+        try:
+            fill_index(index, 500, seed=3, dim=8, vocabulary=vocabulary)
+            frequent, rare = (index.search_sparse(query_vector(terms(w)), 500) for w in (words[0], words[150]))
+            assert len(frequent) > 3 * max(len(rare), 1) and rare, (len(frequent), len(rare))
+            assert {p["source"] for p in index.payloads([h.id for h in frequent]).values()} == {FILLER_SOURCE}
+            assert index.search_sparse(query_vector(terms("unheard")), 10) == []  # only the vocabulary's words
+            found.append(sorted((h.id, h.score) for h in frequent))  # tied scores come in any order
+        finally:
+            index.close()
+    assert found[0] == found[1]

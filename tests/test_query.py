@@ -3,6 +3,7 @@ exact accounting, a candidate pool that grows with the budget, and determinism a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -105,6 +106,17 @@ def test_pack_cites_an_item_once_then_says_same_item_and_cuts_the_last_record() 
     assert result.tokens_used == TOKENIZER.count(result.context) and 200 - MIN_PARTIAL < result.tokens_used <= 200
 
 
+def test_a_record_quoting_a_special_token_is_packed_and_counted_as_plain_text() -> None:
+    """A tokenizer's source or a chat log quotes "<|endoftext|>"; counting it used to raise (the
+    encoder refuses special tokens in text), and the query with it."""
+    rows = [_row(0, "The model stops at <|endoftext|> and <|fim_prefix|> marks a prefix. " * 3),
+            _row(1, "<|endoftext|>" * 200)]
+    result = pack(TOKENIZER, "what ends a text <|endoftext|>", 120, [(1.0, r) for r in rows], _items(1))
+    assert len(result.records) == 2 and result.records[0].text == rows[0].text  # the second one cut
+    assert result.tokens_used == TOKENIZER.count(result.context) <= 120
+    assert TOKENIZER.count("<|endoftext|>") > 1  # its characters, not the one special token
+
+
 def test_an_empty_pack_says_why() -> None:
     rows = [_row(0, "a long clause " * 100)]
     tight = pack(TOKENIZER, "q", 16, [(1.0, r) for r in rows], _items(1))
@@ -123,6 +135,20 @@ def test_pack_replaces_a_stale_items_record_with_its_raw_lines(tmp_path: Path) -
     result = pack(TOKENIZER, "q", 500, [(1.0, _row(1, "old text"))], items, {"docs": tmp_path})
     assert result.records[0].text == "line two changed" and not result.records[0].fresh
     assert result.stale_items == [{"source": "docs", "item": "item1", "state": "pending"}]
+
+
+def test_the_api_form_of_a_pack_holds_every_field_in_order_then_the_context(tmp_path: Path) -> None:
+    """The API's JSON is built field by field (dataclasses.asdict deep-copied every record's evidence
+    for 1 ms a pack): it must still hold what asdict gave, in the same order, so the bytes the API
+    returns stay the same."""
+    (tmp_path / "a.md").write_text("line one\nline two changed\nline three\n")
+    items = _items(1, 2)
+    items[1].observed_hash = "new"  # a stale item too, so stale_items is not empty
+    rows = [_row(1, "old text"), _row(2, "another record " * 5, item_id=2, line=2)]
+    result = pack(TOKENIZER, "q", 500, [(1.0, r) for r in rows], items, {"docs": tmp_path})
+    assert len(result.records) == 2 and result.stale_items
+    expected = dataclasses.asdict(result) | {"context": result.context}
+    assert json.dumps(result.as_dict()) == json.dumps(expected)
 
 
 def _spans(row: RecordRow, *spans: tuple[int, int]) -> RecordRow:

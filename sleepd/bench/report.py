@@ -191,7 +191,8 @@ def markdown(report: dict[str, Any]) -> str:
         s = report["synthetic_index"]
         lines += ["## Search at scale", "", s["how"] + ".", ""]
         lines += _table(["search", "points", "p50 ms", "p99 ms"], [
-            [kind, s["points"], s[kind]["p50_ms"], s[kind]["p99_ms"]] for kind in ("filtered", "admin")])
+            [kind, s["points"], s[kind]["p50_ms"], s[kind]["p99_ms"]] for kind in ("filtered", "admin", "sparse")
+            if kind in s])
         lines += _idle_md(report.get("idle_awareness"))
     lines += [f"Peak RSS of the whole run: {report['peak_rss_mb']} MB.", ""]
     return "\n".join(lines)

@@ -31,7 +31,7 @@ from sleepd.bench.baseline import CHUNK_OVERLAP, CHUNK_TOKENS, TOP_K, PlainRAG
 from sleepd.bench.bm25 import BM25Chunks
 from sleepd.bench.corpora import Corpus, Question, load_contracts
 from sleepd.bench.idle import idle_awareness
-from sleepd.bench.latency import fill_index, serve, synthetic_search_latency, timed
+from sleepd.bench.latency import FILLER_SOURCE, corpus_vocabulary, fill_index, serve, synthetic_search_latency, timed
 from sleepd.bench.pipeline import ADMIN, Workspace, first_pass, incremental, open_workspace, raw_model
 from sleepd.bench.report import write_reports
 from sleepd.bench.split import HALVES, SPLIT_RULE
@@ -39,6 +39,7 @@ from sleepd.bench.swebench import DEFAULT_REPOS, QUICK_REPOS, load_code
 from sleepd.bench.systems import measure
 from sleepd.embed import MODEL_NAME, Embedder, get_embedder
 from sleepd.errors import ConfigError
+from sleepd.sparse import query_vector, terms
 from sleepd.tokens import Tokenizer, get_tokenizer
 
 __all__ = ["BUDGETS", "CORPORA", "EVALUATIONS", "BenchConfig", "run_bench"]
@@ -134,6 +135,16 @@ def _latency(ws: Workspace, questions: list[Question], n: int) -> dict[str, Any]
     return {**latency, "points": ws.service.index.count(), "budget": LATENCY_BUDGET}
 
 
+def _filler_share(ws: Workspace, questions: list[Question], sample: int = 10) -> float:
+    """The share of filler points among the top sparse hits of the first ``sample`` questions: the
+    filler loads the sparse search only when the questions' words reach it."""
+    index = ws.service.index
+    ids = [h.id for q in questions[:sample]
+           for h in index.search_sparse(query_vector(terms(q.text)), defaults.CANDIDATES)]
+    source = {i: p.get("source") for i, p in index.payloads(ids).items()}  # a hit of two questions counts twice
+    return round(sum(source.get(i) == FILLER_SOURCE for i in ids) / len(ids), 3) if ids else 0.0
+
+
 def _full_context(ws: Workspace, tokenizer: Tokenizer) -> dict[str, Any]:
     files = ws.files()
     sizes = [tokenizer.count(text) for _, text in files]
@@ -169,11 +180,16 @@ def bench_corpus(corpus: Corpus, config: BenchConfig, work: Path, embedder: Embe
         latency = {"corpus": _latency(ws, corpus.questions, n_latency)}
         inc = incremental(ws, embedder)
         filler = max(0, config.scale_points - ws.service.index.count())
-        fill_s = fill_index(ws.service.index, filler, seed=1)
+        fill_s = fill_index(ws.service.index, filler, seed=1, vocabulary=corpus_vocabulary(ws.service.ledger))
         latency["scaled"] = _latency(ws, corpus.questions, n_latency)
-        latency["scaled"]["how"] = (f"the corpus index padded with {filler} synthetic random unit vectors "
-                                    f"({round(fill_s, 1)} s to add) to {ws.service.index.count()} points; the "
-                                    "full query path (embed, search, verify against the ledger, rank, pack)")
+        latency["scaled"]["sparse_filler_share"] = _filler_share(ws, corpus.questions)
+        latency["scaled"]["how"] = (
+            f"the corpus index padded with {filler} synthetic points ({round(fill_s, 1)} s to add) to "
+            f"{ws.service.index.count()} points, each a random unit vector with a sparse vector of the corpus's "
+            "own words drawn with Zipf frequencies (sleepd/bench/latency.py); the full query path with the hybrid "
+            "first stage on (embed, a dense and a sparse search fused, verify against the ledger, rank, pack); "
+            f"{latency['scaled']['sparse_filler_share']:.0%} of the sparse search's top-{defaults.CANDIDATES} hits "
+            "for the questions are filler points")
         return {**report, "latency": latency, "incremental": inc, "peak_rss_mb": _peak_rss_mb()}
     finally:
         if chunk_ws is not None:

@@ -39,6 +39,14 @@ class QueriesMixin(LedgerBase):
         live = [r for r in rows if r.item_id in items and items[r.item_id].version == r.version]
         return live, {k: v for k, v in items.items() if k is not None}
 
+    def embeddings(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The stored embeddings of records, by id: the vectors alone, not whole rows."""
+        if not ids:
+            return {}
+        with self.read() as s:
+            found = s.exec(select(RecordRow.id, RecordRow.embedding).where(col(RecordRow.id).in_(list(ids)))).all()
+        return {rid: embedding for rid, embedding in found}
+
     def log_query(self, *rows: QueryLogRow) -> None:
         """Append query-log rows in one transaction; ``last_query_at`` becomes the latest."""
         if not rows:
