@@ -60,8 +60,11 @@ TEST_PENALTY = 0.3
 #: keyword scoring reads this much of a record's text
 KEYWORD_CHARS = 4000
 #: a record whose title is a name the question quotes (:func:`quoted_names`: the function or class a
-#: bug report names) gains this: among a long report's hundred words, the name says where to look
-NAMED_WEIGHT = 0.3
+#: bug report names) gains this: among a long report's hundred words, the name says where to look.
+#: SWE-bench, code tune half (23 issues), function-level recall at 256/1,024/4,096 tokens (with
+#: identifiers as sparse terms): 0 .000/.065/.239; 0.15 .000/.210/.319; 0.3 .130/.297/.362;
+#: 0.5 .174/.297/.362
+NAMED_WEIGHT = 0.5
 #: scores are compared to this many decimals; closer ones are ties, broken by content (issue 12)
 SCORE_DIGITS = 6
 _WORD_OR_PUNCT = re.compile(r"[\w/.-]+")
