@@ -55,7 +55,8 @@ FOCUS_MAX_TOPIC = 12
 LOG_BATCH = 256
 #: tests restate the code they exercise, in a bug report's words; they rank below it unless the
 #: question is about tests. SWE-bench, code tune half (23 issues), function-level recall at
-#: 512/1,024/2,048 tokens: 0.05 .130/.196/.283; 0.15 .130/.196/.341; 0.3 .188/.297/.341 (0.5: the same)
+#: 512/1,024/2,048 tokens (NAMED_WEIGHT 0.3): 0.05 .130/.196/.283; 0.15 .130/.196/.341; 0.3 .188/.297/.341;
+#: 0.5 the same
 TEST_PENALTY = 0.3
 #: keyword scoring reads this much of a record's text
 KEYWORD_CHARS = 4000
