@@ -22,7 +22,7 @@ from sleepd.access import event_item
 from sleepd.index import Point, VectorIndex
 from sleepd.ledger import Ledger
 from sleepd.schema import RecordRow
-from sleepd.sparse import document_vector
+from sleepd.sparse import TERMS_VERSION, document_vector
 
 __all__ = ["Indexer", "point_for"]
 
@@ -34,6 +34,8 @@ BATCH = 512
 COMPACT_EVERY = 50
 #: the query log's retention is applied at most this often: one indexed DELETE an hour is plenty
 PRUNE_SECONDS = 3600.0
+#: the ledger's meta key for the :data:`~sleepd.sparse.TERMS_VERSION` the index's sparse vectors were made with
+TERMS_META = "sparse_terms_version"
 
 
 def point_for(row: RecordRow) -> Point:
@@ -65,6 +67,14 @@ class Indexer:
         if index.upgraded:  # an index from before the sparse vectors, recreated empty at open
             log.info("rebuilt the upgraded index from the ledger: %d points", self.rebuild())
             index.upgraded = False
+        made = ledger.get_meta(TERMS_META)
+        if made != TERMS_VERSION:
+            # its sparse vectors split words another way than queries now do: the exact name a
+            # question quotes would find nothing (an empty index has nothing to rebuild)
+            if index.count():
+                log.info("rebuilt the index's sparse vectors (words split by version %s, were %s): %d points",
+                         TERMS_VERSION, made or "1", self.rebuild())
+            ledger.set_meta(TERMS_META, TERMS_VERSION)
 
     def sync(self) -> int:
         """Apply every event not applied yet. Returns the number of events applied."""

@@ -19,10 +19,15 @@ from dataclasses import dataclass
 
 from sleepd import defaults
 
-__all__ = ["SparseVector", "document_terms", "document_vector", "query_vector", "saturated", "stem", "term_index",
-           "term_list", "terms"]
+__all__ = ["TERMS_VERSION", "SparseVector", "document_terms", "document_vector", "query_vector", "saturated", "stem",
+           "term_index", "term_list", "terms"]
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*|\d+")
+#: how :func:`terms` splits words; an index whose sparse vectors were made another way is rebuilt
+#: from the ledger when it is opened (:class:`sleepd.indexer.Indexer`). 2: an identifier joined by
+#: underscores is a term of its own beside its parts (before, only its parts)
+TERMS_VERSION = "2"
+#: a word: letters and digits, or an identifier joined by underscores (``register_hook``, ``__call__``)
+_WORD = re.compile(r"_*[A-Za-z][A-Za-z0-9]*(?:_+[A-Za-z0-9]+)*_*|\d+")
 _PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 STOP = frozenset([
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "if",
@@ -50,7 +55,9 @@ def stem(word: str) -> str:
 def _word_terms(word: str) -> list[str]:
     lower = word.lower()
     found = [lower]
-    if lower != word or not word.isalpha():  # camelCase or digits: add the parts too
+    # camelCase, digits or an identifier joined by underscores: the parts too (the whole one is
+    # the exact name a question about the code quotes: rare, so it weighs more than its parts)
+    if lower != word or not word.isalpha():
         found.extend(part.lower() for part in _PART.findall(word) if part.lower() != lower)
     return [stem(w) for w in found if w not in STOP]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,12 @@ from sqlalchemy import event, func
 from sqlmodel import select
 
 from sleepd.index import VectorIndex, open_index
-from sleepd.indexer import Indexer
+from sleepd.indexer import TERMS_META, Indexer, point_for
 from sleepd.ledger import Ledger
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import IndexEventRow, QueryLogRow, RecordRow
 from sleepd.settings import FileSource, load_settings
-from sleepd.sparse import query_vector, terms
+from sleepd.sparse import TERMS_VERSION, SparseVector, query_vector, term_index, terms
 from tests.helpers import wait_for
 
 PV = "test-pipeline"
@@ -211,6 +212,36 @@ def test_an_index_from_before_sparse_vectors_is_rebuilt_from_the_ledger_at_open(
         assert index.ids() == _record_ids(led) and _found_by_word(index, "quuxle") == _record_ids(led)
     finally:
         index.close()
+
+
+def test_an_index_whose_sparse_vectors_split_words_the_old_way_is_rebuilt_at_open(
+        led: Ledger, index: VectorIndex) -> None:
+    """Upgrade without a manual step: sparse vectors made before an identifier joined by
+    underscores was a term of its own (a home from before TERMS_VERSION 2) are made again from the
+    ledger when the indexer opens, so the exact name a question quotes finds its record."""
+    a = _item(led, "hooks.py")
+    draft = Draft(RecordKind.SYMBOL, "def register_hook(self, event, hook): ...", (Evidence("hooks.py", 1, 2),),
+                  title="Session.register_hook")
+    vector = np.random.default_rng(1).standard_normal((1, 384)).astype(np.float32)
+    assert led.publish_version(a, "h-hooks.py", PV, [draft], vector, ["team"], led.last_change_id(a)) is not None
+    joined = SparseVector((term_index("register_hook"),), (1.0,))  # the whole name, not its parts
+
+    def found() -> set[str]:
+        return {h.id for h in index.search_sparse(joined, 10)}
+
+    Indexer(led, index).sync()
+    (rid,) = _record_ids(led)
+    assert found() == {rid}
+    # what the old indexer wrote: the parts only, and no version in the ledger
+    old = SparseVector(*zip(*sorted({term_index(t): 1.0 for t in ("register", "hook", "session")}.items()),
+                            strict=True))
+    (row,) = led.records_by_id([rid])
+    index.upsert([replace(point_for(row), sparse=old)])
+    led.set_meta(TERMS_META, "1")
+    assert found() == set()
+    Indexer(led, index)
+    assert led.get_meta(TERMS_META) == TERMS_VERSION
+    assert found() == {rid}
 
 
 def test_the_run_loop_prunes_the_query_log_at_most_once_an_hour(led: Ledger, index: VectorIndex) -> None:

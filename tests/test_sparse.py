@@ -45,3 +45,10 @@ def test_a_question_is_each_distinct_term_once_with_value_one() -> None:
     vector = query_vector(terms("penalty Penalty zorblax"))
     assert vector.indices == tuple(sorted({term_index("penalty"), term_index("zorblax")}))
     assert vector.values == (1.0, 1.0)
+
+
+def test_an_identifier_joined_by_underscores_is_a_term_beside_its_parts() -> None:
+    """Issue 12: ``register_hook`` was only ``register`` and ``hook``, two words every module of a
+    code base has; the whole name is the rare term a bug report quotes."""
+    assert terms("Session.register_hook breaks") == {"session", "register_hook", "register", "hook", "break"}
+    assert terms("__call__ _format_repr x") == {"__call__", "call", "_format_repr", "format", "repr", "x"}
