@@ -15,11 +15,12 @@ is counted once at the end and trimmed if the join still cost more.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sleepd.cards import CARD_KIND, CARD_SHARE, card_plan
 from sleepd.order import VERBATIM, Span, covered, item_order, spans
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.tokens import Tokenizer
@@ -166,24 +167,74 @@ def _held(entries: list[_Entry], item_id: int) -> list[Span]:
     return [span for e in entries if e.row.item_id == item_id for span in e.holds]
 
 
+class _Packing:
+    """The records chosen so far, their exact cost, and how to add one more."""
+
+    def __init__(self, tokenizer: Tokenizer, budget: int) -> None:
+        self.tokenizer = tokenizer
+        self.budget = budget
+        self.entries: list[_Entry] = []
+        self.used = 0
+        #: the end of the last packed record (what the next one's cost is counted after)
+        self.tail = ""
+
+    def recount(self, entries: list[_Entry]) -> int:
+        records = _render(entries)
+        return self.tokenizer.count(SEPARATOR.join(r.header + r.text for r in records))
+
+    def take(self, entries: list[_Entry], used: int) -> None:
+        self.entries, self.used = entries, used
+        last = _render(entries)[-1] if entries else None
+        self.tail = (last.header + last.text)[-TAIL_CHARS:] if last else ""
+
+    def add(self, entry: _Entry, limit: int, whole: bool = False) -> bool:
+        """Add ``entry`` if it fits in ``limit`` tokens (cut to fit unless ``whole``)."""
+        row = entry.row
+        header = record_header(row.kind, row.source, row.path, entry.evidence,
+                               {(e.row.source, e.row.path) for e in self.entries})
+        # the record's cost is what it adds to the context: counted after the end of the record
+        # before and the newline between (".\n" is one token: counted apart, each join cost one
+        # token too many, 266 on a pack of 266 short records)
+        lead = self.tail + SEPARATOR if self.entries else ""
+        base = self.tokenizer.count(self.tail) if self.entries else 0
+        fitted = fit(self.tokenizer, lead + header, entry.body, limit - self.used + base)
+        if fitted is None or (whole and fitted[0] != entry.body):
+            return False
+        cut, cost = fitted
+        self.used += cost - base
+        self.tail = (header + cut)[-TAIL_CHARS:]
+        if cut != entry.body:
+            entry = _Entry(entry.score, row, cut, entry.fresh, entry.evidence, [])
+        self.entries.append(entry)
+        return True
+
+
 def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, RecordRow]],
-         items: dict[int, ItemRow], roots: dict[str, Path] | None = None) -> QueryResult:
+         items: dict[int, ItemRow], roots: dict[str, Path] | None = None,
+         cards: Mapping[int, RecordRow] | None = None) -> QueryResult:
     """Pack ``scored`` (best first) into ``budget`` tokens, each record under its header: items
     before records (:func:`sleepd.order.item_order`), a record whose lines a packed record of its
     item already holds left out, and one that holds the lines of packed records of its item put in
-    their place. A stale item's record is replaced by its current raw lines (read from ``roots``)."""
+    their place. A stale item's record is replaced by its current raw lines (read from ``roots``).
+    At a small budget, the ``cards`` (item id -> its CARD record) of the likely items come first
+    (:func:`sleepd.cards.card_plan`), up to a share of the budget; an item's first detail record
+    takes the place of its card, so the two never say the same thing twice."""
     roots = roots or {}
     result = QueryResult(query=query, budget=budget, tokens_used=0)
     stale: dict[int, ItemRow] = {}
-    entries: list[_Entry] = []
-    tail = ""
+    packing = _Packing(tokenizer, budget)
+    plan = card_plan(query, budget, scored, cards or {}, items)
+    carded: set[int] = set()
+    for card in plan:
+        entry = _Entry(card.score, card.row, card.body, True, card.evidence, [])
+        if packing.add(entry, int(budget * CARD_SHARE), whole=True):
+            carded.add(card.row.item_id)
     for score, row in item_order(scored):
-        remaining = budget - result.tokens_used
-        if remaining < MIN_PARTIAL // 2:
+        if budget - packing.used < MIN_PARTIAL // 2:
             break
         evidence = json.loads(row.evidence)
         wanted = spans(evidence)
-        if covered(wanted, _held(entries, row.item_id)):
+        if covered(wanted, _held(packing.entries, row.item_id)):
             continue  # a packed record of its item holds these lines already
         item = items[row.item_id]
         fresh = item.observed_hash == item.enriched_hash
@@ -192,33 +243,28 @@ def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[f
             stale[row.item_id] = item
             body = raw_region(roots.get(row.source), row.path, evidence) or body
         holds = wanted if fresh and row.kind in VERBATIM else []
-        same = [e for e in entries if e.row.item_id == row.item_id]
+        entry = _Entry(score, row, body, fresh, evidence, holds)
+        if row.item_id in carded:
+            # the item's detail takes the place of its card (the card says less of the same item)
+            before = (packing.entries, packing.used)
+            kept = [e for e in packing.entries if not (e.row.item_id == row.item_id and e.row.kind == CARD_KIND)]
+            packing.take(kept, packing.recount(kept))
+            if packing.add(entry, budget):
+                carded.discard(row.item_id)
+            else:
+                packing.take(*before)
+            continue
+        same = [e for e in packing.entries if e.row.item_id == row.item_id]
         replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
         if replaced:
             # this record says all that packed records of its item say, and more: it takes their place
-            trial = [e for e in entries if e not in replaced] + [_Entry(score, row, body, fresh, evidence, holds)]
-            records = _render(trial)
-            used = tokenizer.count(SEPARATOR.join(r.header + r.text for r in records))
+            trial = [e for e in packing.entries if e not in replaced] + [entry]
+            used = packing.recount(trial)
             if used <= budget:
-                entries, result.records, result.tokens_used = trial, records, used
-                tail = (records[-1].header + records[-1].text)[-TAIL_CHARS:]
+                packing.take(trial, used)
             continue
-        header = record_header(row.kind, row.source, row.path, evidence, {(e.row.source, e.row.path) for e in entries})
-        # the record's cost is what it adds to the context: counted after the end of the record
-        # before and the newline between (".\n" is one token: counted apart, each join cost one
-        # token too many, 266 on a pack of 266 short records)
-        lead = tail + SEPARATOR if entries else ""
-        base = tokenizer.count(tail) if entries else 0
-        fitted = fit(tokenizer, lead + header, body, remaining + base)
-        if fitted is None:
-            continue
-        cut, cost = fitted
-        result.tokens_used += cost - base
-        tail = (header + cut)[-TAIL_CHARS:]
-        entries.append(_Entry(score, row, cut, fresh, evidence, holds if cut == body else []))
-        result.records.append(PackedRecord(
-            text=cut, kind=row.kind, source=row.source, item=row.path, version=row.version,
-            score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title, header=header))
+        packing.add(entry, budget)
+    result.records, result.tokens_used = _render(packing.entries), packing.used
     result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
     result = exact_fit(tokenizer, result)
     if result.records:

@@ -18,11 +18,13 @@ import numpy as np
 from sleepd import defaults, routing
 from sleepd.aggregates import is_aggregate, is_test_path
 from sleepd.auth import Principal
+from sleepd.cards import CARD_BUDGET, CARD_ITEMS, CARD_KIND
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest
 from sleepd.glossary import expand
 from sleepd.index import Hit, VectorIndex
 from sleepd.ledger import Ledger
+from sleepd.order import item_scores
 from sleepd.pack import MIN_PARTIAL, RAW_KIND, PackedRecord, QueryResult, fit, pack, record_header
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
 from sleepd.sparse import query_vector, terms
@@ -253,7 +255,8 @@ class QueryEngine:
         pool = candidate_pool(limit)
         while True:
             scored, items, exhausted = self._candidates(text, terms, vector, topics, pool, principal)
-            result = pack(self.tokenizer, text, limit, scored, items, self.roots)
+            cards = self._cards(scored, limit, principal)
+            result = pack(self.tokenizer, text, limit, scored, items, self.roots, cards)
             # a pack that did not fill while the index may hold more: ask for twice as many
             if exhausted or pool >= defaults.MAX_CANDIDATES or limit - result.tokens_used < MIN_PARTIAL:
                 break
@@ -305,9 +308,19 @@ class QueryEngine:
             scored = self._rank(terms, rows, dense, topical, fused, lexical)
         return routing.promote(scored) if across else scored, items, len(hits) < pool
 
+    def _cards(self, scored: list[tuple[float, RecordRow]], limit: int, principal: Principal) -> dict[int, RecordRow]:
+        """The cards the caller may read of the items a pack of ``limit`` tokens may card (none
+        above :data:`~sleepd.cards.CARD_BUDGET`)."""
+        if limit > CARD_BUDGET:
+            return {}
+        item_ids = [item for item, _ in item_scores(scored)[:CARD_ITEMS]]
+        cards = self.ledger.item_cards(item_ids, CARD_KIND)
+        return {i: c for i, c in cards.items() if principal.can_read(json.loads(c.access))}
+
     def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
         rows, items = self.ledger.current_records(ids)
-        return [r for r in rows if principal.can_read(json.loads(r.access))], items
+        # a card is packed by its item (sleepd.cards), not found as a record of its own
+        return [r for r in rows if r.kind != CARD_KIND and principal.can_read(json.loads(r.access))], items
 
     @staticmethod
     def _rank(terms: frozenset[str], rows: list[RecordRow], dense: dict[str, float],
