@@ -36,7 +36,7 @@ CARD_ITEMS = 12
 #: stands far above the others, and then there is nothing to card)
 CARD_SPREAD = 0.15
 #: the matching line quoted in a card, at most
-WHY_CHARS = 200
+WHY_CHARS = 120
 
 
 @dataclass(frozen=True)

@@ -170,13 +170,21 @@ def _held(entries: list[_Entry], item_id: int) -> list[Span]:
 class _Packing:
     """The records chosen so far, their exact cost, and how to add one more."""
 
-    def __init__(self, tokenizer: Tokenizer, budget: int) -> None:
+    def __init__(self, tokenizer: Tokenizer, budget: int, items: dict[int, ItemRow],
+                 roots: dict[str, Path] | None) -> None:
         self.tokenizer = tokenizer
         self.budget = budget
+        self.items = items
+        self.roots = roots or {}
         self.entries: list[_Entry] = []
         self.used = 0
         #: the end of the last packed record (what the next one's cost is counted after)
         self.tail = ""
+        #: the items packed as a card (until their detail takes its place)
+        self.carded: set[int] = set()
+        #: the ids of the records read already (packed, or said by one that is)
+        self.seen: set[str] = set()
+        self.stale: dict[int, ItemRow] = {}
 
     def recount(self, entries: list[_Entry]) -> int:
         records = _render(entries)
@@ -206,7 +214,54 @@ class _Packing:
         if cut != entry.body:
             entry = _Entry(entry.score, row, cut, entry.fresh, entry.evidence, [])
         self.entries.append(entry)
+        self.seen.add(row.id)
         return True
+
+
+    def detail(self, ordered: Sequence[tuple[float, RecordRow]], limit: int) -> None:
+        """Pack ``ordered`` records not read yet while ``limit`` tokens hold them: a record whose
+        lines a packed record of its item holds is left out, one that holds the lines of packed
+        records of its item takes their place, and so does an item's first record its card's."""
+        for score, row in ordered:
+            if limit - self.used < MIN_PARTIAL // 2:
+                return
+            if row.id in self.seen:
+                continue
+            evidence = json.loads(row.evidence)
+            wanted = spans(evidence)
+            if covered(wanted, _held(self.entries, row.item_id)):
+                self.seen.add(row.id)
+                continue  # a packed record of its item holds these lines already
+            item = self.items[row.item_id]
+            fresh = item.observed_hash == item.enriched_hash
+            body = row.text
+            if not fresh:
+                self.stale[row.item_id] = item
+                body = raw_region(self.roots.get(row.source), row.path, evidence) or body
+            holds = wanted if fresh and row.kind in VERBATIM else []
+            entry = _Entry(score, row, body, fresh, evidence, holds)
+            if row.item_id in self.carded:
+                # the item's detail takes the place of its card (the card says less of the same
+                # item), when it fits whole: a cut record may say less than the card
+                before = (self.entries, self.used)
+                kept = [e for e in self.entries if not (e.row.item_id == row.item_id and e.row.kind == CARD_KIND)]
+                self.take(kept, self.recount(kept))
+                if self.add(entry, limit, whole=True):
+                    self.carded.discard(row.item_id)
+                else:
+                    self.take(*before)
+                continue
+            same = [e for e in self.entries if e.row.item_id == row.item_id]
+            replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
+            if replaced:
+                # this record says all that packed records of its item say, and more: it takes their place
+                trial = [e for e in self.entries if e not in replaced] + [entry]
+                used = self.recount(trial)
+                if used <= limit:
+                    self.take(trial, used)
+                    self.seen.add(row.id)
+                continue
+            self.add(entry, limit)
 
 
 def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, RecordRow]],
@@ -219,53 +274,23 @@ def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[f
     At a small budget, the ``cards`` (item id -> its CARD record) of the likely items come first
     (:func:`sleepd.cards.card_plan`), up to a share of the budget; an item's first detail record
     takes the place of its card, so the two never say the same thing twice."""
-    roots = roots or {}
     result = QueryResult(query=query, budget=budget, tokens_used=0)
-    stale: dict[int, ItemRow] = {}
-    packing = _Packing(tokenizer, budget)
+    packing = _Packing(tokenizer, budget, items, roots)
+    ordered = item_order(scored)
     plan = card_plan(query, budget, scored, cards or {}, items)
-    carded: set[int] = set()
-    for card in plan:
-        entry = _Entry(card.score, card.row, card.body, True, card.evidence, [])
-        if packing.add(entry, int(budget * CARD_SHARE), whole=True):
-            carded.add(card.row.item_id)
-    for score, row in item_order(scored):
-        if budget - packing.used < MIN_PARTIAL // 2:
-            break
-        evidence = json.loads(row.evidence)
-        wanted = spans(evidence)
-        if covered(wanted, _held(packing.entries, row.item_id)):
-            continue  # a packed record of its item holds these lines already
-        item = items[row.item_id]
-        fresh = item.observed_hash == item.enriched_hash
-        body = row.text
-        if not fresh:
-            stale[row.item_id] = item
-            body = raw_region(roots.get(row.source), row.path, evidence) or body
-        holds = wanted if fresh and row.kind in VERBATIM else []
-        entry = _Entry(score, row, body, fresh, evidence, holds)
-        if row.item_id in carded:
-            # the item's detail takes the place of its card (the card says less of the same item)
-            before = (packing.entries, packing.used)
-            kept = [e for e in packing.entries if not (e.row.item_id == row.item_id and e.row.kind == CARD_KIND)]
-            packing.take(kept, packing.recount(kept))
-            if packing.add(entry, budget):
-                carded.discard(row.item_id)
-            else:
-                packing.take(*before)
-            continue
-        same = [e for e in packing.entries if e.row.item_id == row.item_id]
-        replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
-        if replaced:
-            # this record says all that packed records of its item say, and more: it takes their place
-            trial = [e for e in packing.entries if e not in replaced] + [entry]
-            used = packing.recount(trial)
-            if used <= budget:
-                packing.take(trial, used)
-            continue
-        packing.add(entry, budget)
+    if plan:
+        # coarse to fine: the detail of the top items in part of the budget, then the cards of
+        # the likely items that have none, then more detail (which takes the place of a card)
+        packing.detail(ordered, budget - int(budget * CARD_SHARE))
+        packed = {e.row.item_id for e in packing.entries}
+        for card in plan:
+            if card.row.item_id not in packed:
+                entry = _Entry(card.score, card.row, card.body, True, card.evidence, [])
+                if packing.add(entry, budget, whole=True):
+                    packing.carded.add(card.row.item_id)
+    packing.detail(ordered, budget)
     result.records, result.tokens_used = _render(packing.entries), packing.used
-    result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
+    result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in packing.stale.values()]
     result = exact_fit(tokenizer, result)
     if result.records:
         result.route = route(result.records)

@@ -21,8 +21,8 @@ from sleepd.records import Draft, RecordKind
 
 __all__ = ["CARD_CHARS", "item_card"]
 
-#: a card's text at most (about 60 cl100k tokens): many of them must fit in 1,024 tokens
-CARD_CHARS = 240
+#: a card's text at most (about 50 cl100k tokens): many of them must fit in 1,024 tokens
+CARD_CHARS = 200
 #: the record kinds that already describe a whole item, best first: a card condenses the first found
 _WHOLE = (RecordKind.CONTRACT_CARD, RecordKind.ACCOUNT, RecordKind.FILE_SUMMARY)
 #: when an item has none of those (a short article, a script): its first record of these kinds
