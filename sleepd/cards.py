@@ -21,8 +21,8 @@ from sleepd.order import item_scores
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.sparse import terms
 
-__all__ = ["CARD_BUDGET", "CARD_ITEMS", "CARD_KIND", "CARD_SHARE", "CARD_SPREAD", "WHY_CHARS", "Card", "card_plan",
-           "why"]
+__all__ = ["CARD_BUDGET", "CARD_ITEMS", "CARD_KIND", "CARD_SHARE", "CARD_SPREAD", "CONDENSED", "WHY_CHARS", "Card",
+           "card_plan", "why"]
 
 #: the record kind of an item's card (sleepd.records.RecordKind.CARD)
 CARD_KIND = "card"
@@ -35,6 +35,9 @@ CARD_ITEMS = 12
 #: an item gets a card when its item score is within this of the best item's (a named contract
 #: stands far above the others, and then there is nothing to card)
 CARD_SPREAD = 0.15
+#: the kinds of record a card condenses (sleepd.records: a file's summary, a contract's card, an
+#: account's brief): packed, they take the card's place, and a card is never packed beside one
+CONDENSED = frozenset({"file_summary", "contract_card", "account"})
 #: the matching line quoted in a card, at most
 WHY_CHARS = 120
 
@@ -45,8 +48,14 @@ class Card:
 
     score: float
     row: RecordRow
+    #: the card with why it matches, for an item packed without detail
     body: str
     evidence: list[dict[str, Any]]
+
+    @property
+    def index(self) -> str:
+        """The card alone, beside the item's detail (which says why it matches itself)."""
+        return self.row.text
 
 
 def why(question: frozenset[str], row: RecordRow) -> str:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sleepd.cards import CARD_KIND, CARD_SHARE, card_plan
+from sleepd.cards import CARD_KIND, CARD_SHARE, CONDENSED, card_plan
 from sleepd.order import VERBATIM, Span, covered, item_order, spans
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.tokens import Tokenizer
@@ -180,8 +180,9 @@ class _Packing:
         self.used = 0
         #: the end of the last packed record (what the next one's cost is counted after)
         self.tail = ""
-        #: the items packed as a card (until their detail takes its place)
-        self.carded: set[int] = set()
+        #: the items packed with a card (until detail takes its place): True for a card packed
+        #: beside the item's detail (without why it matches), False for one packed instead of it
+        self.carded: dict[int, bool] = {}
         #: the ids of the records read already (packed, or said by one that is)
         self.seen: set[str] = set()
         self.stale: dict[int, ItemRow] = {}
@@ -240,14 +241,14 @@ class _Packing:
                 body = raw_region(self.roots.get(row.source), row.path, evidence) or body
             holds = wanted if fresh and row.kind in VERBATIM else []
             entry = _Entry(score, row, body, fresh, evidence, holds)
-            if row.item_id in self.carded:
-                # the item's detail takes the place of its card (the card says less of the same
-                # item), when it fits whole: a cut record may say less than the card
+            if row.item_id in self.carded and (not self.carded[row.item_id] or row.kind in CONDENSED):
+                # the item's detail takes the place of its card with why it matches, and a summary
+                # that of the card it condenses, when it fits whole: a cut record may say less
                 before = (self.entries, self.used)
                 kept = [e for e in self.entries if not (e.row.item_id == row.item_id and e.row.kind == CARD_KIND)]
                 self.take(kept, self.recount(kept))
                 if self.add(entry, limit, whole=True):
-                    self.carded.discard(row.item_id)
+                    del self.carded[row.item_id]
                 else:
                     self.take(*before)
                 continue
@@ -279,15 +280,17 @@ def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[f
     ordered = item_order(scored)
     plan = card_plan(query, budget, scored, cards or {}, items)
     if plan:
-        # coarse to fine: the detail of the top items in part of the budget, then the cards of
-        # the likely items that have none, then more detail (which takes the place of a card)
+        # coarse to fine: the detail of the top items in part of the budget, then a card for each
+        # likely item (with why it matches where it has no detail yet), then more detail
         packing.detail(ordered, budget - int(budget * CARD_SHARE))
-        packed = {e.row.item_id for e in packing.entries}
         for card in plan:
-            if card.row.item_id not in packed:
-                entry = _Entry(card.score, card.row, card.body, True, card.evidence, [])
-                if packing.add(entry, budget, whole=True):
-                    packing.carded.add(card.row.item_id)
+            item = card.row.item_id
+            detail = [e.row.kind for e in packing.entries if e.row.item_id == item]
+            if CONDENSED.intersection(detail):
+                continue  # its summary is packed: the card would say less of the same
+            entry = _Entry(card.score, card.row, card.index if detail else card.body, True, card.evidence, [])
+            if packing.add(entry, budget, whole=True):
+                packing.carded[item] = bool(detail)
     packing.detail(ordered, budget)
     result.records, result.tokens_used = _render(packing.entries), packing.used
     result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in packing.stale.values()]
