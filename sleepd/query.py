@@ -255,7 +255,7 @@ class QueryEngine:
         pool = candidate_pool(limit)
         while True:
             scored, items, exhausted = self._candidates(text, terms, vector, topics, pool, principal)
-            cards = self._cards(scored, limit, principal)
+            cards = self._cards(text, scored, limit, principal)
             result = pack(self.tokenizer, text, limit, scored, items, self.roots, cards)
             # a pack that did not fill while the index may hold more: ask for twice as many
             if exhausted or pool >= defaults.MAX_CANDIDATES or limit - result.tokens_used < MIN_PARTIAL:
@@ -308,10 +308,13 @@ class QueryEngine:
             scored = self._rank(terms, rows, dense, topical, fused, lexical)
         return routing.promote(scored) if across else scored, items, len(hits) < pool
 
-    def _cards(self, scored: list[tuple[float, RecordRow]], limit: int, principal: Principal) -> dict[int, RecordRow]:
-        """The cards the caller may read of the items a pack of ``limit`` tokens may card (none
-        above :data:`~sleepd.cards.CARD_BUDGET`)."""
-        if limit > CARD_BUDGET:
+    def _cards(self, text: str, scored: list[tuple[float, RecordRow]], limit: int,
+               principal: Principal) -> dict[int, RecordRow]:
+        """The cards the caller may read of the items a pack of ``limit`` tokens may card: none
+        above :data:`~sleepd.cards.CARD_BUDGET`, nor for a question across items, which the
+        aggregates answer a line an item (the tune half's portfolio questions lost up to .03 of
+        recall to cards beside them)."""
+        if limit > CARD_BUDGET or routing.cross_item(text):
             return {}
         item_ids = [item for item, _ in item_scores(scored)[:CARD_ITEMS]]
         cards = self.ledger.item_cards(item_ids, CARD_KIND)
