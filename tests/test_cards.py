@@ -12,6 +12,7 @@ from pathlib import Path
 import click.core
 
 from sleepd import defaults
+from sleepd.aggregates import AGGREGATE_PREFIX
 from sleepd.auth import Principal
 from sleepd.bench.datasets import load_tau2_retail, tau2_retail_source
 from sleepd.bench.drain import enrich_pending
@@ -164,6 +165,11 @@ def test_a_small_budget_packs_cards_of_many_likely_items_within_budget_and_deter
     # above the card budget, or with one likely item, the pack is detail only
     assert not card_plan("refunds", CARD_BUDGET + 1, scored, cards, _items(10))
     assert not card_plan("refunds", 512, scored[:1], cards, _items(10))
+    # nor when an aggregate leads (a portfolio's lines name the items a line each: the cards of
+    # the question's items)
+    led = _items(10)
+    led[0].key = f"{AGGREGATE_PREFIX}portfolio"
+    assert card_plan("refunds", 512, scored, cards, _items(10)) and not card_plan("refunds", 512, scored, cards, led)
     assert why(terms("kind 3 refunds"), scored[3][1]) == "Refunds of kind 3."
 
 
