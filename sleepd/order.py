@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 __all__ = ["CARD_MARGIN", "ITEM_SUPPORT", "ITEM_SUPPORT_RECORDS", "VERBATIM", "Span", "covered", "item_order",
-           "spans"]
+           "item_scores", "spans"]
 
 #: an item's score is its best record's plus this share of each of its next records' scores...
 ITEM_SUPPORT = 0.1
@@ -46,15 +46,23 @@ def item_order(scored: Sequence[Scored]) -> list[Scored]:
     by_item: dict[int, list[Scored]] = {}
     for pair in scored:
         by_item.setdefault(pair[1].item_id, []).append(pair)
-    score = {item: rows[0][0] + ITEM_SUPPORT * sum(s for s, _ in rows[1:1 + ITEM_SUPPORT_RECORDS])
-             for item, rows in by_item.items()}
-    first = {item: i for i, item in enumerate(by_item)}
-    items = sorted(by_item, key=lambda item: (-round(score[item], 6), first[item]))
-    if not items:
+    ranked = item_scores(scored)
+    if not ranked:
         return []
-    cards = [by_item[item][0] for item in items if score[item] >= score[items[0]] - CARD_MARGIN]
-    carded = {id(pair) for pair in cards}
-    return cards + [pair for pair in scored if id(pair) not in carded]
+    firsts = [by_item[item][0] for item, score in ranked if score >= ranked[0][1] - CARD_MARGIN]
+    chosen = {id(pair) for pair in firsts}
+    return firsts + [pair for pair in scored if id(pair) not in chosen]
+
+
+def item_scores(scored: Sequence[tuple[float, Any]]) -> list[tuple[int, float]]:
+    """Each item of ``scored`` with its score (its best record's, plus :data:`ITEM_SUPPORT` of each
+    of its next :data:`ITEM_SUPPORT_RECORDS`), best first; ties keep the order of their best records."""
+    by_item: dict[int, list[float]] = {}
+    for score, row in scored:
+        by_item.setdefault(row.item_id, []).append(score)
+    totals = {item: s[0] + ITEM_SUPPORT * sum(s[1:1 + ITEM_SUPPORT_RECORDS]) for item, s in by_item.items()}
+    first = {item: i for i, item in enumerate(by_item)}
+    return sorted(totals.items(), key=lambda pair: (-round(pair[1], 6), first[pair[0]]))
 
 
 def spans(evidence: Iterable[dict[str, Any]]) -> list[Span]:

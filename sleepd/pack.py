@@ -15,11 +15,12 @@ is counted once at the end and trimmed if the join still cost more.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sleepd.cards import CARD_KIND, CARD_SHARE, CONDENSED, card_plan
 from sleepd.order import VERBATIM, Span, covered, item_order, spans
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.tokens import Tokenizer
@@ -175,60 +176,133 @@ def _held(entries: list[_Entry], item_id: int) -> list[Span]:
     return [span for e in entries if e.row.item_id == item_id for span in e.holds]
 
 
-def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, RecordRow]],
-         items: dict[int, ItemRow], roots: dict[str, Path] | None = None) -> QueryResult:
-    """Pack ``scored`` (best first) into ``budget`` tokens, each record under its header: items
-    before records (:func:`sleepd.order.item_order`), a record whose lines a packed record of its
-    item already holds left out, and one that holds the lines of packed records of its item put in
-    their place. A stale item's record is replaced by its current raw lines (read from ``roots``)."""
-    roots = roots or {}
-    result = QueryResult(query=query, budget=budget, tokens_used=0)
-    stale: dict[int, ItemRow] = {}
-    entries: list[_Entry] = []
-    tail = ""
-    for score, row in item_order(scored):
-        remaining = budget - result.tokens_used
-        if remaining < MIN_PARTIAL // 2:
-            break
-        evidence = json.loads(row.evidence)
-        wanted = spans(evidence)
-        if covered(wanted, _held(entries, row.item_id)):
-            continue  # a packed record of its item holds these lines already
-        item = items[row.item_id]
-        fresh = item.observed_hash == item.enriched_hash
-        body = row.text
-        if not fresh:
-            stale[row.item_id] = item
-            body = raw_region(roots.get(row.source), row.path, evidence) or body
-        holds = wanted if fresh and row.kind in VERBATIM else []
-        same = [e for e in entries if e.row.item_id == row.item_id]
-        replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
-        if replaced:
-            # this record says all that packed records of its item say, and more: it takes their place
-            trial = [e for e in entries if e not in replaced] + [_Entry(score, row, body, fresh, evidence, holds)]
-            records = _render(trial)
-            used = tokenizer.count(SEPARATOR.join(r.header + r.text for r in records))
-            if used <= budget:
-                entries, result.records, result.tokens_used = trial, records, used
-                tail = (records[-1].header + records[-1].text)[-TAIL_CHARS:]
-            continue
-        header = record_header(row.kind, row.source, row.path, evidence, {(e.row.source, e.row.path) for e in entries})
+class _Packing:
+    """The records chosen so far, their exact cost, and how to add one more."""
+
+    def __init__(self, tokenizer: Tokenizer, budget: int, items: dict[int, ItemRow],
+                 roots: dict[str, Path] | None) -> None:
+        self.tokenizer = tokenizer
+        self.budget = budget
+        self.items = items
+        self.roots = roots or {}
+        self.entries: list[_Entry] = []
+        self.used = 0
+        #: the end of the last packed record (what the next one's cost is counted after)
+        self.tail = ""
+        #: the items packed with a card (until detail takes its place): True for a card packed
+        #: beside the item's detail (without why it matches), False for one packed instead of it
+        self.carded: dict[int, bool] = {}
+        #: the ids of the records read already (packed, or said by one that is)
+        self.seen: set[str] = set()
+        self.stale: dict[int, ItemRow] = {}
+
+    def recount(self, entries: list[_Entry]) -> int:
+        records = _render(entries)
+        return self.tokenizer.count(SEPARATOR.join(r.header + r.text for r in records))
+
+    def take(self, entries: list[_Entry], used: int) -> None:
+        self.entries, self.used = entries, used
+        last = _render(entries)[-1] if entries else None
+        self.tail = (last.header + last.text)[-TAIL_CHARS:] if last else ""
+
+    def add(self, entry: _Entry, limit: int, whole: bool = False) -> bool:
+        """Add ``entry`` if it fits in ``limit`` tokens (cut to fit unless ``whole``)."""
+        row = entry.row
+        header = record_header(row.kind, row.source, row.path, entry.evidence,
+                               {(e.row.source, e.row.path) for e in self.entries})
         # the record's cost is what it adds to the context: counted after the end of the record
         # before and the newline between (".\n" is one token: counted apart, each join cost one
         # token too many, 266 on a pack of 266 short records)
-        lead = tail + SEPARATOR if entries else ""
-        base = tokenizer.count(tail) if entries else 0
-        fitted = fit(tokenizer, lead + header, body, remaining + base)
-        if fitted is None:
-            continue
+        lead = self.tail + SEPARATOR if self.entries else ""
+        base = self.tokenizer.count(self.tail) if self.entries else 0
+        fitted = fit(self.tokenizer, lead + header, entry.body, limit - self.used + base)
+        if fitted is None or (whole and fitted[0] != entry.body):
+            return False
         cut, cost = fitted
-        result.tokens_used += cost - base
-        tail = (header + cut)[-TAIL_CHARS:]
-        entries.append(_Entry(score, row, cut, fresh, evidence, holds if cut == body else []))
-        result.records.append(PackedRecord(
-            text=cut, kind=row.kind, source=row.source, item=row.path, version=row.version,
-            score=round(score, 4), fresh=fresh, evidence=evidence, title=row.title, header=header))
-    result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in stale.values()]
+        self.used += cost - base
+        self.tail = (header + cut)[-TAIL_CHARS:]
+        if cut != entry.body:
+            entry = _Entry(entry.score, row, cut, entry.fresh, entry.evidence, [])
+        self.entries.append(entry)
+        self.seen.add(row.id)
+        return True
+
+
+    def detail(self, ordered: Sequence[tuple[float, RecordRow]], limit: int) -> None:
+        """Pack ``ordered`` records not read yet while ``limit`` tokens hold them: a record whose
+        lines a packed record of its item holds is left out, one that holds the lines of packed
+        records of its item takes their place, and so does an item's first record its card's."""
+        for score, row in ordered:
+            if limit - self.used < MIN_PARTIAL // 2:
+                return
+            if row.id in self.seen:
+                continue
+            evidence = json.loads(row.evidence)
+            wanted = spans(evidence)
+            if covered(wanted, _held(self.entries, row.item_id)):
+                self.seen.add(row.id)
+                continue  # a packed record of its item holds these lines already
+            item = self.items[row.item_id]
+            fresh = item.observed_hash == item.enriched_hash
+            body = row.text
+            if not fresh:
+                self.stale[row.item_id] = item
+                body = raw_region(self.roots.get(row.source), row.path, evidence) or body
+            holds = wanted if fresh and row.kind in VERBATIM else []
+            entry = _Entry(score, row, body, fresh, evidence, holds)
+            if row.item_id in self.carded and (not self.carded[row.item_id] or row.kind in CONDENSED):
+                # the item's detail takes the place of its card with why it matches, and a summary
+                # that of the card it condenses, when it fits whole: a cut record may say less
+                before = (self.entries, self.used)
+                kept = [e for e in self.entries if not (e.row.item_id == row.item_id and e.row.kind == CARD_KIND)]
+                self.take(kept, self.recount(kept))
+                if self.add(entry, limit, whole=True):
+                    del self.carded[row.item_id]
+                else:
+                    self.take(*before)
+                continue
+            same = [e for e in self.entries if e.row.item_id == row.item_id]
+            replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
+            if replaced:
+                # this record says all that packed records of its item say, and more: it takes their place
+                trial = [e for e in self.entries if e not in replaced] + [entry]
+                used = self.recount(trial)
+                if used <= limit:
+                    self.take(trial, used)
+                    self.seen.add(row.id)
+                continue
+            self.add(entry, limit)
+
+
+def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, RecordRow]],
+         items: dict[int, ItemRow], roots: dict[str, Path] | None = None,
+         cards: Mapping[int, RecordRow] | None = None) -> QueryResult:
+    """Pack ``scored`` (best first) into ``budget`` tokens, each record under its header: items
+    before records (:func:`sleepd.order.item_order`), a record whose lines a packed record of its
+    item already holds left out, and one that holds the lines of packed records of its item put in
+    their place. A stale item's record is replaced by its current raw lines (read from ``roots``).
+    At a small budget, the ``cards`` (item id -> its CARD record) of the likely items come first
+    (:func:`sleepd.cards.card_plan`), up to a share of the budget; an item's first detail record
+    takes the place of its card, so the two never say the same thing twice."""
+    result = QueryResult(query=query, budget=budget, tokens_used=0)
+    packing = _Packing(tokenizer, budget, items, roots)
+    ordered = item_order(scored)
+    plan = card_plan(query, budget, scored, cards or {}, items)
+    if plan:
+        # coarse to fine: the detail of the top items in part of the budget, then a card for each
+        # likely item (with why it matches where it has no detail yet), then more detail
+        packing.detail(ordered, budget - int(budget * CARD_SHARE))
+        for card in plan:
+            item = card.row.item_id
+            detail = [e.row.kind for e in packing.entries if e.row.item_id == item]
+            if CONDENSED.intersection(detail):
+                continue  # its summary is packed: the card would say less of the same
+            entry = _Entry(card.score, card.row, card.index if detail else card.body, True, card.evidence, [])
+            if packing.add(entry, budget, whole=True):
+                packing.carded[item] = bool(detail)
+    packing.detail(ordered, budget)
+    result.records, result.tokens_used = _render(packing.entries), packing.used
+    result.stale_items = [{"source": i.source, "item": i.key, "state": i.state} for i in packing.stale.values()]
     result = exact_fit(tokenizer, result)
     if result.records:
         result.route = route(result.records)

@@ -18,11 +18,13 @@ import numpy as np
 from sleepd import defaults, routing
 from sleepd.aggregates import is_aggregate, is_test_path
 from sleepd.auth import Principal
+from sleepd.cards import CARD_BUDGET, CARD_ITEMS, CARD_KIND
 from sleepd.embed import Embedder
 from sleepd.errors import BadRequest
 from sleepd.glossary import expand
 from sleepd.index import Hit, VectorIndex
 from sleepd.ledger import Ledger
+from sleepd.order import item_scores
 from sleepd.pack import MIN_PARTIAL, RAW_KIND, PackedRecord, QueryResult, fit, pack, record_header
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
 from sleepd.sparse import query_vector, terms
@@ -291,7 +293,8 @@ class QueryEngine:
         pool = candidate_pool(limit)
         while True:
             scored, items, exhausted = self._candidates(text, terms, vector, topics, memo, pool, principal)
-            result = pack(self.tokenizer, text, limit, scored, items, self.roots)
+            cards = self._cards(text, scored, limit, principal)
+            result = pack(self.tokenizer, text, limit, scored, items, self.roots, cards)
             # a pack that did not fill while the index may hold more: ask for twice as many
             if exhausted or pool >= defaults.MAX_CANDIDATES or limit - result.tokens_used < MIN_PARTIAL:
                 break
@@ -345,8 +348,22 @@ class QueryEngine:
             scored = self._rank(terms, rows, dense, topical, fused, lexical, memo, names)
         return routing.promote(scored) if across else scored, items, len(hits) < pool
 
+    def _cards(self, text: str, scored: list[tuple[float, RecordRow]], limit: int,
+               principal: Principal) -> dict[int, RecordRow]:
+        """The cards the caller may read of the items a pack of ``limit`` tokens may card: none
+        above :data:`~sleepd.cards.CARD_BUDGET`, nor for a question across items, which the
+        aggregates answer a line an item (the tune half's portfolio questions lost up to .03 of
+        recall to cards beside them)."""
+        if limit > CARD_BUDGET or routing.cross_item(text):
+            return {}
+        item_ids = [item for item, _ in item_scores(scored)[:CARD_ITEMS]]
+        cards = self.ledger.item_cards(item_ids, CARD_KIND)
+        return {i: c for i, c in cards.items() if principal.can_read(json.loads(c.access))}
+
     def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
         rows, items = self.ledger.current_records(ids)
+        # a card is packed by its item (sleepd.cards), not found as a record of its own
+        rows = [r for r in rows if r.kind != CARD_KIND]
         if principal.access is None:  # an admin reads everything: no access list to parse
             return rows, items
         return [r for r in rows if principal.can_read(json.loads(r.access))], items

@@ -48,6 +48,9 @@ class RecordKind(str, Enum):
     PORTFOLIO = "portfolio"
     #: a source at a glance: item counts, languages, top-level layout
     SOURCE_OVERVIEW = "source_overview"
+    #: one compact record per item: its title or path and one dense line of what it is (a card the
+    #: query packs for each of many likely items at a small budget, with why it matches)
+    CARD = "card"
     #: likely questions about one item, each with its answer from the item and the lines it cites
     QUESTIONS = "questions"
     #: LLM layer: a natural-language summary of one item, with checked evidence spans

@@ -29,6 +29,7 @@ from sleepd.settings import Settings, Source
 from sleepd.tokens import get_tokenizer
 from workers.app import app, current_settings
 from workers.enrich import enrich_text
+from workers.enrich.cards import item_card
 from workers.enrich.windows import item_windows
 from workers.items import load_item, read_item
 
@@ -38,7 +39,7 @@ __all__ = ["PIPELINE_VERSION", "TASK_NAME", "enrich_items", "pipeline_version", 
 log = logging.getLogger("sleepd.worker")
 
 #: changes when an enricher or the model changes, so memory is re-made lazily
-PIPELINE_VERSION = f"det-6/{MODEL_NAME}"
+PIPELINE_VERSION = f"det-7/{MODEL_NAME}"
 TASK_NAME = "sleepd.enrich_items"
 #: errors that pass (the ledger or an sql source unreachable): the item is retried with backoff;
 #: any other error fails only the item it happened to
@@ -202,7 +203,8 @@ def _prepare(ledger: Ledger, embedder: Embedder, settings: Settings, item_id: in
     target = pipeline_version(settings)
     if not force and ledger.close_if_current(item_id, digest, target, seen):
         return Outcome("unchanged", version=item.version)
-    drafts = enrich_text(item.key, text, source.profile) + item_windows(item.key, text, source.profile)
+    drafts = enrich_text(item.key, text, source.profile)
+    drafts += item_card(item.key, drafts) + item_windows(item.key, text, source.profile)
     llm = None
     if settings.llm_enabled:
         from workers.llm import enrich_with_llm

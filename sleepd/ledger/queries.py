@@ -47,6 +47,22 @@ class QueriesMixin(LedgerBase):
             found = s.exec(select(RecordRow.id, RecordRow.embedding).where(col(RecordRow.id).in_(list(ids)))).all()
         return {rid: embedding for rid, embedding in found}
 
+    def item_cards(self, item_ids: Sequence[int], kind: str) -> dict[int, RecordRow]:
+        """The current record of ``kind`` (an item's card) of each of ``item_ids`` that has one,
+        without its stored vector, read in one snapshot."""
+        if not item_ids:
+            return {}
+        with self.read() as s:
+            rows = s.exec(select(RecordRow).options(defer(RecordRow.embedding))  # type: ignore[arg-type]
+                          .join(ItemRow, col(ItemRow.id) == col(RecordRow.item_id))
+                          .where(col(RecordRow.item_id).in_(list(item_ids)), col(RecordRow.kind) == kind,
+                                 col(RecordRow.version) == col(ItemRow.version))).all()
+        # one card per item version; should a version hold two, the first by content is the card
+        cards: dict[int, RecordRow] = {}
+        for row in sorted(rows, key=lambda r: (r.item_id, r.text)):
+            cards.setdefault(row.item_id, row)
+        return cards
+
     def log_query(self, *rows: QueryLogRow) -> None:
         """Append query-log rows in one transaction; ``last_query_at`` becomes the latest."""
         if not rows:
