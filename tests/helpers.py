@@ -13,10 +13,12 @@ from pathlib import Path
 import click
 import pytest
 
+from sleepd.bench.datasets import load_tau2_retail, tau2_retail_source
 from sleepd.bench.drain import enrich_pending
 from sleepd.embed import Embedder
 from sleepd.service import Service
 from sleepd.settings import FileSource, load_settings
+from sleepd.sql.rows import account_document, read_item
 from sleepd.watchers import Watchers
 
 __all__ = ["CLICK_SRC", "click_repo", "enrich_once", "enrich_pending", "free_port", "unavailable", "wait_for"]
@@ -65,6 +67,16 @@ def click_repo(root: Path, modules: Iterable[str], docs: Mapping[str, str] | Non
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     return root
+
+
+def retail_account(tmp_path: Path, user: str) -> str:
+    """The account document of tau2 retail's ``user``, read from a SQLite copy of that customer's rows."""
+    url = f"sqlite:///{tmp_path / 'retail.db'}"
+    load_tau2_retail(url, users=[user])
+    source = tau2_retail_source(url)
+    found = read_item(source, user)
+    assert found is not None
+    return account_document(source, user, found[0])
 
 
 def enrich(svc: Service, sources: list[FileSource], embedder: Embedder) -> None:

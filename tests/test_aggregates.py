@@ -26,7 +26,7 @@ from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
 from sleepd.tokens import get_tokenizer
 from sleepd.watchers import Watchers
-from tests.helpers import click_repo, enrich_once, enrich_pending
+from tests.helpers import click_repo, enrich, enrich_once, enrich_pending
 from workers.builders import REPO_MAP_TOKENS
 from workers.tasks import Outcome
 
@@ -216,11 +216,8 @@ def test_contracts_portfolio_answers_which_contracts_renew(tmp_path: Path, setti
         shutil.copy(CUAD / name, folder / name)
     source = FileSource(name="deals", path=folder, profile="contracts", access=("legal",))
     svc = Service.open(settings)
-    svc._embedder = embedder
     try:
-        svc.ledger.save_source(source)
-        Watchers([source], svc.ledger, svc.settings).scan_all()
-        enrich_pending(svc, embedder)
+        enrich(svc, [source], embedder)
         records = _records(svc, AGGREGATE_PREFIX + "portfolio")
         (record,) = [r for r in records if r.title.startswith("Contract portfolio")]
         assert all(json.loads(r.access) == ["legal"] for r in records)

@@ -14,8 +14,6 @@ import click.core
 from sleepd import defaults
 from sleepd.aggregates import AGGREGATE_PREFIX
 from sleepd.auth import Principal
-from sleepd.bench.datasets import load_tau2_retail, tau2_retail_source
-from sleepd.bench.drain import enrich_pending
 from sleepd.cards import CARD_BUDGET, CARD_KIND, CARD_SHARE, card_plan, why
 from sleepd.embed import Embedder
 from sleepd.pack import pack
@@ -25,9 +23,8 @@ from sleepd.schema import ItemRow, RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, Settings
 from sleepd.sparse import terms
-from sleepd.sql.rows import account_document, read_item
 from sleepd.tokens import get_tokenizer
-from sleepd.watchers import Watchers
+from tests.helpers import enrich, retail_account
 from workers.enrich import enrich_text
 from workers.enrich.cards import CARD_CHARS, item_card
 
@@ -94,12 +91,7 @@ def test_every_kind_of_item_gets_one_compact_card(tmp_path: Path) -> None:
         "Release; # Release; Call Ana before the release. The build is green.")
     contract = _card("supply.txt", CONTRACT, "contracts")
     assert "Parties: Acme Widgets" in contract and "Governing law: Delaware" in contract
-    url = f"sqlite:///{tmp_path / 'retail.db'}"
-    load_tau2_retail(url, users=["yusuf_rossi_9620"])
-    source = tau2_retail_source(url)
-    found = read_item(source, "yusuf_rossi_9620")
-    assert found is not None
-    document = account_document(source, "yusuf_rossi_9620", found[0])
+    document = retail_account(tmp_path, "yusuf_rossi_9620")
     account = _card("yusuf_rossi_9620", document, "accounts")
     assert account.startswith("Account yusuf_rossi_9620: Yusuf Rossi")
     orders = json.loads(document)["rows"]["orders"]
@@ -185,11 +177,8 @@ def test_a_query_at_a_small_budget_reaches_more_articles_through_their_cards(
         (folder / f"{topic}.md").write_text(f"# Fees for {topic}\n\nEvery {topic} fee is charged monthly. {body}\n")
     source = FileSource(name="kb", path=folder)
     svc = Service.open(settings)
-    svc._embedder = embedder
     try:
-        svc.ledger.save_source(source)
-        Watchers([source], svc.ledger, svc.settings).scan_all()
-        enrich_pending(svc, embedder)
+        enrich(svc, [source], embedder)
         kinds = [(row.path, row.kind) for rows in svc.ledger.iter_records() for row in rows]
         assert sorted(p for p, k in kinds if k == CARD_KIND) == sorted(f.name for f in folder.iterdir())
         question = "Which fees are charged monthly, and where are they listed?"

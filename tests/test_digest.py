@@ -10,10 +10,9 @@ from pathlib import Path
 
 import click.core
 
-from sleepd.bench.datasets import load_tau2_retail, tau2_retail_source
 from sleepd.glossary import expand
 from sleepd.records import Draft, RecordKind
-from sleepd.sql.rows import account_document, read_item
+from tests.helpers import retail_account
 from workers.enrich import enrich_text
 from workers.enrich.digest import key_facts, question_for_heading, split_sentences, summarise
 
@@ -128,12 +127,7 @@ def test_a_code_module_gets_likely_questions_from_its_docstrings() -> None:
 
 
 def test_an_account_gets_likely_questions_answered_from_its_rows(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'retail.db'}"
-    load_tau2_retail(url, users=["yusuf_rossi_9620"])
-    source = tau2_retail_source(url)
-    found = read_item(source, "yusuf_rossi_9620")
-    assert found is not None
-    document = account_document(source, "yusuf_rossi_9620", found[0])
+    document = retail_account(tmp_path, "yusuf_rossi_9620")
     drafts = enrich_text("yusuf_rossi_9620", document, profile="accounts")
     [qa] = by_kind(drafts, RecordKind.QUESTIONS)
     assert "Q: How do I reach Yusuf Rossi, and where do they live?" in qa.text and "19122" in qa.text
