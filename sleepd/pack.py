@@ -227,7 +227,6 @@ class _Packing:
         self.seen.add(row.id)
         return True
 
-
     def detail(self, ordered: Sequence[tuple[float, RecordRow]], limit: int) -> None:
         """Pack ``ordered`` records not read yet while ``limit`` tokens hold them: a record whose
         lines a packed record of its item holds is left out, one that holds the lines of packed
