@@ -179,10 +179,8 @@ def _held(entries: list[_Entry], item_id: int) -> list[Span]:
 class _Packing:
     """The records chosen so far, their exact cost, and how to add one more."""
 
-    def __init__(self, tokenizer: Tokenizer, budget: int, items: dict[int, ItemRow],
-                 roots: dict[str, Path] | None) -> None:
+    def __init__(self, tokenizer: Tokenizer, items: dict[int, ItemRow], roots: dict[str, Path] | None) -> None:
         self.tokenizer = tokenizer
-        self.budget = budget
         self.items = items
         self.roots = roots or {}
         self.entries: list[_Entry] = []
@@ -284,7 +282,7 @@ def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[f
     (:func:`sleepd.cards.card_plan`), up to a share of the budget; an item's first detail record
     takes the place of its card, so the two never say the same thing twice."""
     result = QueryResult(query=query, budget=budget, tokens_used=0)
-    packing = _Packing(tokenizer, budget, items, roots)
+    packing = _Packing(tokenizer, items, roots)
     ordered = item_order(scored)
     plan = card_plan(query, budget, scored, cards or {}, items)
     if plan:

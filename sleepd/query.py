@@ -241,6 +241,13 @@ def _cosine(vector: list[float], embedding: bytes) -> float:
     return float(np.dot(np.asarray(vector, dtype=np.float32), np.frombuffer(embedding, dtype=np.float32)))
 
 
+def _may_read(principal: Principal, rows: list[RecordRow]) -> list[RecordRow]:
+    """The rows ``principal`` may read (an admin reads everything: no access list to parse)."""
+    if principal.access is None:
+        return rows
+    return [r for r in rows if principal.can_read(json.loads(r.access))]
+
+
 class QueryEngine:
     def __init__(self, ledger: Ledger, index: VectorIndex, embedder: Embedder, tokenizer: Tokenizer,
                  roots: dict[str, Path] | None = None) -> None:
@@ -358,15 +365,13 @@ class QueryEngine:
             return {}
         item_ids = [item for item, _ in item_scores(scored)[:CARD_ITEMS]]
         cards = self.ledger.item_cards(item_ids, CARD_KIND)
-        return {i: c for i, c in cards.items() if principal.can_read(json.loads(c.access))}
+        readable = {c.id for c in _may_read(principal, list(cards.values()))}
+        return {i: c for i, c in cards.items() if c.id in readable}
 
     def _readable(self, ids: list[str], principal: Principal) -> tuple[list[RecordRow], dict[int, ItemRow]]:
         rows, items = self.ledger.current_records(ids)
         # a card is packed by its item (sleepd.cards), not found as a record of its own
-        rows = [r for r in rows if r.kind != CARD_KIND]
-        if principal.access is None:  # an admin reads everything: no access list to parse
-            return rows, items
-        return [r for r in rows if principal.can_read(json.loads(r.access))], items
+        return _may_read(principal, [r for r in rows if r.kind != CARD_KIND]), items
 
     @staticmethod
     def _rank(terms: frozenset[str], rows: list[RecordRow], dense: dict[str, float],
