@@ -17,7 +17,7 @@ from sleepd.auth import Principal
 from sleepd.cards import CARD_BUDGET, CARD_KIND, CARD_SHARE, card_plan, why
 from sleepd.embed import Embedder
 from sleepd.pack import pack
-from sleepd.query import rank_key
+from sleepd.ranking import rank_key
 from sleepd.records import RecordKind
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.service import Service

@@ -11,10 +11,11 @@ import pytest
 
 from sleepd.auth import Principal
 from sleepd.embed import Embedder
-from sleepd.query import QueryEngine, _terms, quoted_names
+from sleepd.ranking import quoted_names, rank
 from sleepd.schema import RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, load_settings
+from sleepd.sparse import terms as _terms
 from tests.helpers import enrich
 
 ADMIN = Principal("test", admin=True)
@@ -104,7 +105,7 @@ def test_a_bug_report_ranks_the_code_above_a_test_somewhat_nearer_in_embedding()
                 "pkg/sessions.py", "pkg.sessions.resolve_redirects")
     test = _row(2, "def test_redirect_keeps_method(): a 307 redirect keeps the method", "tests/test_sessions.py",
                 "tests.test_sessions.test_redirect_keeps_method")
-    ranked = QueryEngine._rank(terms, [test, code], {code.id: 0.45, test.id: 0.6}, {}, {})
+    ranked = rank(terms, [test, code], {code.id: 0.45, test.id: 0.6}, {}, {})
     assert [r.path for _, r in ranked] == ["pkg/sessions.py", "tests/test_sessions.py"]
 
 

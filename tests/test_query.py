@@ -22,11 +22,13 @@ from sleepd.embed import Embedder
 from sleepd.index import Hit
 from sleepd.order import item_order
 from sleepd.pack import MIN_PARTIAL, ROUTES, pack
-from sleepd.query import QueryEngine, _focus, _terms, candidate_pool, fuse, rank_key, settled
+from sleepd.query import candidate_pool
+from sleepd.ranking import focus, fuse, rank, rank_key, settled
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.service import Service
 from sleepd.settings import load_settings
+from sleepd.sparse import terms as _terms
 from sleepd.tokens import get_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,13 +59,13 @@ def test_rank_is_a_total_order_on_content_not_on_input_order_or_ids() -> None:
             for i in range(30)]
     dense = {r.id: (0.5 if "Notices" in r.text else 0.4) for r in rows}
     terms = _terms("notices in writing")
-    expected = [(r.text, r.evidence) for _, r in QueryEngine._rank(terms, rows, dense, {}, {})]
+    expected = [(r.text, r.evidence) for _, r in rank(terms, rows, dense, {}, {})]
     for seed in range(5):
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)
         renamed = [r.model_copy(update={"id": f"x{random.Random(seed + i).random()}"}) for i, r in enumerate(shuffled)]
         redense = {n.id: dense[o.id] for n, o in zip(renamed, shuffled, strict=True)}
-        assert [(r.text, r.evidence) for _, r in QueryEngine._rank(terms, renamed, redense, {}, {})] == expected
+        assert [(r.text, r.evidence) for _, r in rank(terms, renamed, redense, {}, {})] == expected
     assert expected[0][0] == "Notices shall be in writing."  # the best score still comes first
 
 
@@ -85,14 +87,14 @@ def test_focus_names_the_item_whose_records_all_share_the_words() -> None:
     other = [_row(10 + i, f"Globex licence, clause {i}", item_id=2) for i in range(4)]
     text = "What is the termination clause of the Acme Supply agreement?"
     scored = [(1.0 - i / 100, r) for i, r in enumerate(acme + other)]
-    focus = _focus(text, _terms(text), scored)
-    assert focus is not None
-    assert focus[0] == [1] and focus[1] == "termination clause"
-    assert _focus("termination", _terms("termination"), scored) is None  # no item named
+    named = focus(text, _terms(text), scored)
+    assert named is not None
+    assert named[0] == [1] and named[1] == "termination clause"
+    assert focus("termination", _terms("termination"), scored) is None  # no item named
     # raw windows of the contract, ranked first, do not repeat its name as its clauses do: the
     # question still names it (windows are not written to name their item)
     windows = [(1.5, _row(20 + i, f"raw lines {i} on termination", item_id=1, kind="window")) for i in range(3)]
-    assert _focus(text, _terms(text), windows + scored) == focus
+    assert focus(text, _terms(text), windows + scored) == named
 
 
 # -- packing and exact accounting ----------------------------------------------------------------
