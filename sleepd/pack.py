@@ -261,8 +261,11 @@ class _Packing:
             same = [e for e in self.entries if e.row.item_id == row.item_id]
             replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
             if replaced:
-                # this record says all that packed records of its item say, and more: it takes their place
-                trial = [e for e in self.entries if e not in replaced] + [entry]
+                # this record says all that packed records of its item say, and more: it takes their
+                # place, where the first of them was (the pack stays best first)
+                at = self.entries.index(replaced[0])
+                kept = [e for e in self.entries if e not in replaced]
+                trial = [*kept[:at], entry, *kept[at:]]
                 used = self.recount(trial)
                 if used <= limit:
                     self.take(trial, used)

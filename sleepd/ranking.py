@@ -38,6 +38,12 @@ FOCUS_MAX_TOPIC = 12
 #: 512/1,024/2,048 tokens (NAMED_WEIGHT 0.3): 0.05 .130/.196/.283; 0.15 .130/.196/.341; 0.3 .188/.297/.341;
 #: 0.5 the same
 TEST_PENALTY = 0.3
+#: a question is about tests when it says so ...
+TEST_WORDS = frozenset({"test", "tests", "fixture"})
+#: ... in at most this many distinct terms: a bug report says "test" in passing (its repro is a
+#: test; pytest's reports say "fixture"), and then its tests, which restate its words, filled
+#: the pack ahead of the code at fault
+TEST_QUESTION_TERMS = 30
 #: keyword scoring reads this much of a record's text
 KEYWORD_CHARS = 4000
 #: a record whose title is a name the question quotes (:func:`quoted_names`: the function or class a
@@ -211,7 +217,7 @@ def rank(terms: frozenset[str], rows: list[RecordRow], dense: dict[str, float],
     lexical = lexical or {}
     memo = {} if memo is None else memo
     weights = _term_weights(terms, rows, memo)
-    wants_tests = bool(terms & {"test", "tests", "fixture"})
+    wants_tests = bool(terms & TEST_WORDS) and len(terms) <= TEST_QUESTION_TERMS
     floor = min(dense.values(), default=0.0)
     topic_floor = min(topical.values(), default=0.0)
     return sorted(

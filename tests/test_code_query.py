@@ -11,7 +11,7 @@ import pytest
 
 from sleepd.auth import Principal
 from sleepd.embed import Embedder
-from sleepd.ranking import quoted_names, rank
+from sleepd.ranking import TEST_QUESTION_TERMS, quoted_names, rank
 from sleepd.schema import RecordRow
 from sleepd.service import Service
 from sleepd.settings import FileSource, load_settings
@@ -107,6 +107,27 @@ def test_a_bug_report_ranks_the_code_above_a_test_somewhat_nearer_in_embedding()
                 "tests.test_sessions.test_redirect_keeps_method")
     ranked = rank(terms, [test, code], {code.id: 0.45, test.id: 0.6}, {}, {})
     assert [r.path for _, r in ranked] == ["pkg/sessions.py", "tests/test_sessions.py"]
+
+
+def test_a_long_report_that_says_test_in_passing_still_ranks_the_code_above_its_test() -> None:
+    """Issue 12: a bug report says "test" and "fixture" in passing (its repro is a test), and that
+    turned the penalty on tests off: pytest's reports ranked testing/ files first (code tune half,
+    pytest-8906: the file at fault 6th among items, 2nd now). A short question about tests still
+    gets them."""
+    report = ("the 307 redirect keeps the method of the original request; my test fixture sends a POST, "
+              "the server answers 303 then 307, and the history of the chain shows the wrong method "
+              "for every subsequent request after the first redirect in my test suite: expected GET, "
+              "got POST, on Python 3.8 with the latest release, a regression since the previous version")
+    code = _row(1, "def resolve_redirects(self, resp, req): follow each redirect, keep the method",
+                "pkg/sessions.py", "pkg.sessions.resolve_redirects")
+    test = _row(2, "def test_redirect_keeps_method(): a 307 redirect keeps the method", "tests/test_sessions.py",
+                "tests.test_sessions.test_redirect_keeps_method")
+    dense = {code.id: 0.45, test.id: 0.6}
+    assert len(_terms(report)) > TEST_QUESTION_TERMS
+    ranked = rank(_terms(report), [test, code], dense, {}, {})
+    assert [r.path for _, r in ranked] == ["pkg/sessions.py", "tests/test_sessions.py"]
+    asked = rank(_terms("which test checks that a 307 redirect keeps the method"), [test, code], dense, {}, {})
+    assert asked[0][1].path == "tests/test_sessions.py"
 
 
 def _row(i: int, text: str, path: str, title: str) -> RecordRow:
