@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import qdrant_edge as edge
 
 from sleepd import defaults
 from sleepd.index.base import BATCH, EXACT, SCROLL_PAGE, Hit, Point, as_floats, batches, filter_terms, in_use
+from sleepd.index.scan import DenseScan
 from sleepd.sparse import SparseVector
 
 __all__ = ["EdgeIndex"]
@@ -41,6 +43,10 @@ class EdgeIndex:
         self.upgraded = False
         self._shard = self._open()
         self._closed = False
+        #: the dense first stage (:mod:`sleepd.index.scan`), made at the first search over all items
+        self._scan: DenseScan | None = None
+        # a write and a two-stage search do not interleave: the stages see one state of the shard
+        self._lock = threading.Lock()
 
     def _config(self, sparse: bool = True) -> edge.EdgeConfig:
         dense = edge.EdgeVectorParams(size=self.dim, distance=edge.Distance.Cosine)
@@ -80,9 +86,13 @@ class EdgeIndex:
         return shard
 
     def upsert(self, points: Sequence[Point]) -> None:
-        for start in range(0, len(points), BATCH):
-            batch = [edge.Point(p.id, self._vectors(p), dict(p.payload)) for p in points[start : start + BATCH]]
-            self._shard.update(edge.UpdateOperation.upsert_points(batch))
+        with self._lock:
+            for start in range(0, len(points), BATCH):
+                part = points[start : start + BATCH]
+                self._shard.update(edge.UpdateOperation.upsert_points(
+                    [edge.Point(p.id, self._vectors(p), dict(p.payload)) for p in part]))
+                if self._scan is not None:  # batch by batch: a failed write leaves the two in step
+                    self._scan.upsert((p.id, p.vector, p.payload) for p in part)
 
     def _vectors(self, point: Point) -> edge.Vector:
         dense = as_floats(point.vector, self.dim)
@@ -93,11 +103,14 @@ class EdgeIndex:
 
     def delete(self, ids: Sequence[str]) -> int:
         removed = 0
-        for batch in batches(ids):
-            present = self._shard.retrieve(list(batch), with_payload=False, with_vector=False)
-            if present:
-                self._shard.update(edge.UpdateOperation.delete_points([r.id for r in present]))
-                removed += len(present)
+        with self._lock:
+            for batch in batches(ids):
+                present = self._shard.retrieve(list(batch), with_payload=False, with_vector=False)
+                if present:
+                    self._shard.update(edge.UpdateOperation.delete_points([r.id for r in present]))
+                    removed += len(present)
+            if self._scan is not None:
+                self._scan.delete(ids)
         return removed
 
     def search(
@@ -108,7 +121,26 @@ class EdgeIndex:
         sources: Sequence[str] | None = None,
         items: Sequence[int] | None = None,
     ) -> list[Hit]:
-        return self._query(edge.Query.Nearest(as_floats(vector, self.dim)), limit, access, sources, items)
+        floats = as_floats(vector, self.dim)
+        if items is not None:  # one item's points, or a few items': the payload index finds them at once
+            return self._query(edge.Query.Nearest(floats), limit, access, sources, items)
+        with self._lock:
+            if self._scan is None:
+                self._scan = self._load_scan()
+            among = self._scan.candidates(floats, limit, access, sources)
+            return self._query(edge.Query.Nearest(floats), limit, access, sources, None, among)
+
+    def _load_scan(self) -> DenseScan:
+        """Every point's stored vector and filtered payload, into a :class:`DenseScan`."""
+        scan = DenseScan(self.dim)
+        offset: edge.PointId | None = None
+        while True:
+            request = edge.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=list(self._FIELDS),
+                                         with_vector=[""])
+            records, offset = self._shard.scroll(request)
+            scan.upsert((str(r.id), r.vector, dict(r.payload or {})) for r in records)  # type: ignore[misc]
+            if offset is None:
+                return scan
 
     def search_sparse(
         self,
@@ -125,13 +157,17 @@ class EdgeIndex:
         return self._query(query, limit, access, sources, items)
 
     def _query(self, query: edge.Query, limit: int, access: Sequence[str] | None,
-               sources: Sequence[str] | None, items: Sequence[int] | None) -> list[Hit]:
+               sources: Sequence[str] | None, items: Sequence[int] | None,
+               among: list[str] | None = None) -> list[Hit]:
+        """The engine's search; ``among``: only these ids (the scan's first stage), None: all."""
         terms = filter_terms(access, sources, items)
         if terms is None or limit <= 0:
             return []
         conditions: list[edge.ConditionType] = [
             edge.FieldCondition(name, match=edge.MatchAny(values)) for name, values in terms
         ]
+        if among is not None:
+            conditions.append(edge.HasIdCondition(set(among)))
         request = edge.QueryRequest(
             limit=limit,
             query=query,
@@ -143,10 +179,13 @@ class EdgeIndex:
         return [Hit(str(p.id), float(p.score)) for p in self._shard.query(request)]
 
     def set_access(self, access: Sequence[str], items: Sequence[int]) -> None:
-        for start in range(0, len(items), BATCH):
-            batch = list(items[start:start + BATCH])
-            where = edge.Filter(must=[edge.FieldCondition("item_id", match=edge.MatchAny(batch))])
-            self._shard.update(edge.UpdateOperation.set_payload_by_filter(where, {"access": list(access)}))
+        with self._lock:
+            for start in range(0, len(items), BATCH):
+                batch = list(items[start:start + BATCH])
+                where = edge.Filter(must=[edge.FieldCondition("item_id", match=edge.MatchAny(batch))])
+                self._shard.update(edge.UpdateOperation.set_payload_by_filter(where, {"access": list(access)}))
+            if self._scan is not None:
+                self._scan.set_access(access, items)
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, object]]:
         found = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
@@ -169,9 +208,11 @@ class EdgeIndex:
 
     def clear(self) -> None:
         # dropping the folder reclaims the disk at once; deleted points would linger in segments
-        self._shard.close()
-        shutil.rmtree(self.path)
-        self._shard = self._open()
+        with self._lock:
+            self._shard.close()
+            shutil.rmtree(self.path)
+            self._shard = self._open()
+            self._scan = None
 
     def close(self) -> None:
         if not self._closed:  # flush() on a closed shard raises; close() twice should not
