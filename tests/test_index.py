@@ -337,8 +337,9 @@ def test_an_index_of_another_dimension_is_not_wiped(tmp_path: Path) -> None:
 def test_edge_dense_search_scans_first_and_keeps_the_engines_hits(tmp_path: Path) -> None:
     """Issue 12 (latency): over many points the dense search names a few ids to the engine (a numpy
     scan, sleepd/index/scan.py) instead of letting it read every vector; the hits and scores are the
-    engine's full exact scan's, with the access and source filters, after upserts, deletes, an
-    access change, and in a process that opens the shard again (equal scores in any order, as before)."""
+    engine's full exact scan's, with the access and source filters, while the scan is being made
+    (the engine's alone), after upserts, deletes, an access change, and once the shard is opened
+    again (equal scores in any order, as before)."""
     import numpy as np
 
     from sleepd.index.scan import MIN_POINTS
@@ -371,9 +372,12 @@ def test_edge_dense_search_scans_first_and_keeps_the_engines_hits(tmp_path: Path
                 assert named is not None and 64 <= len(named) < n // 20
 
     idx = EdgeIndex(path, dim)
-    idx.upsert(points[: n - 100])
+    idx.upsert(points[: n - 200])
+    assert idx.search(queries[0], 64) == engine(idx, queries[0], None, None)  # the engine's alone, for now
+    idx.upsert(points[n - 200: n - 100])  # while the scan is being made, or after
+    assert idx.wait_scan(120)
     check(idx)
-    idx.upsert(points[n - 100:])  # kept in step by writes once the scan exists
+    idx.upsert(points[n - 100:])  # kept in step by writes once the scan serves
     idx.upsert([Point(points[5].id, queries[0], points[5].payload)])  # moved next to a question
     assert idx.search(queries[0], 1)[0].id == points[5].id
     idx.delete([p.id for p in points[:300:3]])
@@ -382,5 +386,7 @@ def test_edge_dense_search_scans_first_and_keeps_the_engines_hits(tmp_path: Path
     assert not {h.id for h in idx.search(queries[1], 64, access=["a"])} & {p.id for p in points[200:600]}
     idx.close()
     again = EdgeIndex(path, dim)  # the scan is made from the shard's stored points
+    again.search(queries[0], 64)
+    assert again.wait_scan(120)
     check(again)
     again.close()

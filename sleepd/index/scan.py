@@ -181,11 +181,16 @@ class DenseScan:
             keep &= np.isin(self._source[:used], np.asarray(codes, dtype=np.int32))
         return keep
 
+    def pack(self) -> None:
+        """Pack every row's codes for onnxruntime now (0.2 s for 100k rows)."""
+        used = len(self._ids)
+        self._packed, self._packed_rows, self._stale = _product(self._codes[:used]), used, set()
+
     def _dots(self, query: npt.NDArray[np.int8]) -> npt.NDArray[np.int64]:
         """``codes . query`` of every row, exact: the packed matrix, and numpy for rows written since."""
         used = len(self._ids)
         if self._packed is None or len(self._stale) + used - self._packed_rows > STALE_ROWS:
-            self._packed, self._packed_rows, self._stale = _product(self._codes[:used]), used, set()
+            self.pack()
         dots = np.empty(used, dtype=np.int64)
         shifted = (query.astype(np.int16) + 128).astype(np.uint8)[None, :]  # MatMulInteger wants uint8 here
         packed = self._packed.run(None, {"q": shifted})[0][0].astype(np.int64)
