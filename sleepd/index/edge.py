@@ -161,8 +161,9 @@ class EdgeIndex:
         try:
             scan = self._load_scan()
             scan.pack()
-        except Exception:  # a shard closed meanwhile; the engine's own scan serves, exact all the same
-            log.warning("could not make the dense first stage of %s", self.path, exc_info=True)
+        except Exception:  # the engine's own scan serves, exact all the same
+            if not self._closed:  # closed meanwhile: nothing to say
+                log.warning("could not make the dense first stage of %s", self.path, exc_info=True)
             return
         with self._lock:
             if generation != self._generation or self._closed:
