@@ -14,7 +14,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from sleepd import defaults
-from sleepd.index import EdgeIndex, Point, QdrantServerIndex, VectorIndex, open_index
+from sleepd.index import EdgeIndex, Hit, Point, QdrantServerIndex, VectorIndex, open_index
 from sleepd.sparse import document_vector, query_vector, terms
 
 DIM = 8
@@ -332,3 +332,61 @@ def test_an_index_of_another_dimension_is_not_wiped(tmp_path: Path) -> None:
     same = EdgeIndex(path, DIM + 1)
     assert same.upgraded is False
     same.close()
+
+
+def test_edge_dense_search_scans_first_and_keeps_the_engines_hits(tmp_path: Path) -> None:
+    """Issue 12 (latency): over many points the dense search names a few ids to the engine (a numpy
+    scan, sleepd/index/scan.py) instead of letting it read every vector; the hits and scores are the
+    engine's full exact scan's, with the access and source filters, while the scan is being made
+    (the engine's alone), after upserts, deletes, an access change, and once the shard is opened
+    again (equal scores in any order, as before)."""
+    import numpy as np
+
+    from sleepd.index.scan import MIN_POINTS
+
+    path, dim, n = tmp_path / "index", 32, 6 * MIN_POINTS + 600  # the narrowest filter leaves 1 in 6
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[1] = vectors[0]  # a tie
+    points = [Point(str(uuid.UUID(int=i + 1)), vectors[i].tolist(),
+                    {"access": [("a", "b", "c")[i % 3]], "source": ("s", "t")[i % 2], "item_id": i // 10})
+              for i in range(n)]
+    queries = [v.tolist() for v in rng.standard_normal((6, dim)).astype(np.float32)] + [vectors[0].tolist()]
+    filters: list[tuple[list[str] | None, list[str] | None]] = [(None, None), (["a", "b"], None), (None, ["t"]),
+                                                                (["a"], ["s"])]
+
+    def engine(idx: EdgeIndex, q: list[float], access: list[str] | None, sources: list[str] | None) -> list[Hit]:
+        return idx._query(edge.Query.Nearest(q), 64, access, sources, None)  # the full exact scan
+
+    def ordered(hits: list[Hit]) -> list[Hit]:  # equal scores come in the engine's order of the moment
+        return sorted(hits, key=lambda h: (-h.score, h.id))
+
+    def check(idx: EdgeIndex) -> None:
+        for q in queries:
+            for access, sources in filters:
+                assert ordered(idx.search(q, 64, access=access, sources=sources)) == ordered(
+                    engine(idx, q, access, sources))
+                assert idx._scan is not None
+                named = idx._scan.candidates(q, 64, access, sources)
+                assert named is not None and 64 <= len(named) < n // 20
+
+    idx = EdgeIndex(path, dim)
+    idx.upsert(points[: n - 200])
+    assert idx.search(queries[0], 64) == engine(idx, queries[0], None, None)  # the engine's alone, for now
+    idx.upsert(points[n - 200: n - 100])  # while the scan is being made, or after
+    assert idx.wait_scan(120)
+    check(idx)
+    idx.upsert(points[n - 100:])  # kept in step by writes once the scan serves
+    idx.upsert([Point(points[5].id, queries[0], points[5].payload)])  # moved next to a question
+    assert idx.search(queries[0], 1)[0].id == points[5].id
+    idx.delete([p.id for p in points[:300:3]])
+    idx.set_access(["z"], list(range(20, 60)))
+    check(idx)
+    assert not {h.id for h in idx.search(queries[1], 64, access=["a"])} & {p.id for p in points[200:600]}
+    idx.close()
+    again = EdgeIndex(path, dim)  # the scan is made from the shard's stored points
+    again.search(queries[0], 64)
+    assert again.wait_scan(120)
+    check(again)
+    again.close()

@@ -9,7 +9,9 @@ Two backends share the :class:`VectorIndex` protocol (:mod:`sleepd.index.base`):
   indexes on ``access``/``source``/``item_id`` keep filtered search fast regardless. Searches ask
   for an exact scan all the same (:data:`~sleepd.index.base.EXACT`): an HNSW graph, once some
   process optimizes the shard, would make the candidates depend on the graph, and the graph on the
-  order and timing of writes.
+  order and timing of writes. Over many points the exact dense search has a first stage
+  (:mod:`sleepd.index.scan`): int8 codes of every vector, scanned with onnxruntime, name the few
+  ids among which the engine's exact top hits provably are, and the engine scores only those.
 * :class:`QdrantServerIndex` (:mod:`sleepd.index.server`), a Qdrant server through
   ``qdrant-client`` (or its local mode, which the tests use in place of a server).
 
