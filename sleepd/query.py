@@ -161,16 +161,18 @@ class QueryEngine:
         if named is not None:
             # the question names an item: ask again, of that item alone, what it asks about it
             # (without the name, whose words dominate the question's embedding)
-            item_ids, topic = named
+            item_ids, topic, proper = named
             if topic not in topics:
                 topics[topic] = self.embedder.encode_one(expand(topic)).tolist()
             topic_hits = self.index.search(topics[topic], pool, access=principal.access, items=item_ids)
             topical = {h.id: h.score for h in settled(topic_hits, pool)}
-            topic_words = settled(self.index.search_sparse(query_vector(_terms(topic)), pool, access=principal.access,
-                                                           items=item_ids), pool)
-            within = Named(frozenset(item_ids), relative(topic_words))
-            more, more_items = self._readable(sorted((topical.keys() | within.topic_lexical.keys()) - dense.keys()),
-                                              principal)
+            within = None
+            if proper:  # named by a proper name: its records rank by the topic (ranking._within_named)
+                topic_words = settled(self.index.search_sparse(query_vector(_terms(topic)), pool,
+                                                               access=principal.access, items=item_ids), pool)
+                within = Named(frozenset(item_ids), relative(topic_words))
+            found = topical.keys() | (within.topic_lexical.keys() if within else set())
+            more, more_items = self._readable(sorted(found - dense.keys()), principal)
             rows, items = rows + more, items | more_items
             scored = rank(terms, rows, dense, topical, fused, lexical, memo, names, within)
         return routing.promote(scored) if across else scored, items, len(hits) < pool

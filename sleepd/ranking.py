@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -132,7 +133,7 @@ def _keyword_score(weights: dict[str, float], matches: tuple[frozenset[str], fro
 
 
 def focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow]],
-           memo: Matches | None = None) -> tuple[list[int], str] | None:
+           memo: Matches | None = None) -> Focus | None:
     """The items a question names, and what it asks about them; None when it names none.
 
     An item is named when at least :data:`FOCUS_NAME_TERMS` of the question's words appear in every
@@ -161,13 +162,25 @@ def focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow]
         if len(common) >= FOCUS_NAME_TERMS:
             named.append(item_id)
             common_words |= common
-    topic = _topic(text, common_words) if named else ""
+    topic, proper = _topic(text, common_words) if named else ("", False)
     if not topic or len(_terms(topic)) > FOCUS_MAX_TOPIC:
         return None
-    return named, topic
+    return Focus(named, topic, proper)
 
 
-def _topic(text: str, name: set[str]) -> str:
+class Focus(NamedTuple):
+    """What :func:`focus` finds: the items a question names and its topic, and whether it names
+    them by a proper name (a phrase of their words with a capitalised word in it: "the Promotion
+    Agreement between Ashworth, Inc. and ..."), as a person names a contract, a party or a module,
+    rather than by words an item happens to repeat in every record ("the year the company was
+    founded": a knowledge base's company profile repeats "company" and "year")."""
+
+    items: list[int]
+    topic: str
+    proper: bool
+
+
+def _topic(text: str, name: set[str]) -> tuple[str, bool]:
     """``text`` without the phrase that names the item and without stop words, in order.
 
     The name is where the words of ``name`` (stemmed terms) cluster (:func:`_name_spans`), not
@@ -177,16 +190,17 @@ def _topic(text: str, name: set[str]) -> str:
     item repeats them (the topic "Date clause between ASHWORTH JAMES W. III" embedded the parties
     and lost "Agreement"; tune half, 141 clause questions)."""
     tokens = [m.group(0) for m in _TOKEN.finditer(text)]
-    dropped = _name_spans(tokens, name)
+    dropped, proper = _name_spans(tokens, name)
     kept = [w for i, w in enumerate(tokens) if i not in dropped and _terms(w)]
-    return " ".join(kept)
+    return " ".join(kept), proper
 
 
-def _name_spans(tokens: list[str], name: set[str]) -> set[int]:
+def _name_spans(tokens: list[str], name: set[str]) -> tuple[set[int], bool]:
     """The positions of ``tokens`` that name the item: each cluster of name words (name words at most
     :data:`NAME_GAP` tokens apart) of at least two of them, or the largest cluster when none has
     two, with the capitalised words and connectors that follow it to the end of the sentence
-    ("between ASHWORTH, INC. and JAMES W. NANTZ III"): the parties and the rest of a title."""
+    ("between ASHWORTH, INC. and JAMES W. NANTZ III"): the parties and the rest of a title; and
+    whether a cluster of two or more holds a capitalised word (not the question's first)."""
     marks = [i for i, w in enumerate(tokens) if (t := _terms(w)) and t <= name]
     clusters: list[list[int]] = []
     for i in marks:
@@ -195,8 +209,10 @@ def _name_spans(tokens: list[str], name: set[str]) -> set[int]:
         else:
             clusters.append([i])
     if not clusters:
-        return set()
-    chosen = [c for c in clusters if len(c) >= 2] or [max(clusters, key=len)]
+        return set(), False
+    phrases = [c for c in clusters if len(c) >= 2]
+    chosen = phrases or [max(clusters, key=len)]
+    proper = any(tokens[i][0].isupper() for c in phrases for i in c if i > 0)
     dropped: set[int] = set()
     for cluster in chosen:
         end = cluster[-1] + 1
@@ -206,7 +222,7 @@ def _name_spans(tokens: list[str], name: set[str]) -> set[int]:
                 end = closing
             end += 1
         dropped.update(range(cluster[0], end))
-    return dropped
+    return dropped, proper
 
 
 def _ends(tokens: list[str]) -> bool:
