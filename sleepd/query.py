@@ -21,7 +21,7 @@ from sleepd.index import VectorIndex
 from sleepd.ledger import Ledger
 from sleepd.order import item_scores
 from sleepd.pack import MIN_PARTIAL, PackedRecord, QueryResult, fit, pack, record_header
-from sleepd.ranking import Matches, cosine, focus, fuse, quoted_names, rank, rank_key, relative, settled
+from sleepd.ranking import Matches, Named, cosine, focus, fuse, quoted_names, rank, rank_key, relative, settled
 from sleepd.schema import ItemRow, QueryLogRow, RecordRow
 from sleepd.sparse import query_vector
 from sleepd.sparse import terms as _terms
@@ -156,18 +156,25 @@ class QueryEngine:
             dense[rid] = cosine(vector, embedding)
         names = quoted_names(text)
         scored = rank(terms, rows, dense, {}, fused, lexical, memo, names)
-        named = focus(text, terms, scored, memo)
+        # a question across items names none of them (the aggregates answer it)
+        named = None if across else focus(text, terms, scored, memo)
         if named is not None:
             # the question names an item: ask again, of that item alone, what it asks about it
             # (without the name, whose words dominate the question's embedding)
-            item_ids, topic = named
+            item_ids, topic, proper = named
             if topic not in topics:
                 topics[topic] = self.embedder.encode_one(expand(topic)).tolist()
             topic_hits = self.index.search(topics[topic], pool, access=principal.access, items=item_ids)
             topical = {h.id: h.score for h in settled(topic_hits, pool)}
-            more, more_items = self._readable([i for i in topical if i not in dense], principal)
+            within = None
+            if proper:  # named by a proper name: its records rank by the topic (ranking._within_named)
+                topic_words = settled(self.index.search_sparse(query_vector(_terms(topic)), pool,
+                                                               access=principal.access, items=item_ids), pool)
+                within = Named(frozenset(item_ids), relative(topic_words))
+            found = topical.keys() | (within.topic_lexical.keys() if within else set())
+            more, more_items = self._readable(sorted(found - dense.keys()), principal)
             rows, items = rows + more, items | more_items
-            scored = rank(terms, rows, dense, topical, fused, lexical, memo, names)
+            scored = rank(terms, rows, dense, topical, fused, lexical, memo, names, within)
         return routing.promote(scored) if across else scored, items, len(hits) < pool
 
     def _cards(self, text: str, scored: list[tuple[float, RecordRow]], limit: int,

@@ -23,7 +23,7 @@ from sleepd.index import Hit
 from sleepd.order import item_order
 from sleepd.pack import MIN_PARTIAL, ROUTES, pack
 from sleepd.query import candidate_pool
-from sleepd.ranking import focus, fuse, rank, rank_key, settled
+from sleepd.ranking import Named, focus, fuse, rank, rank_key, settled
 from sleepd.records import Draft, Evidence, RecordKind
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.service import Service
@@ -96,6 +96,50 @@ def test_focus_names_the_item_whose_records_all_share_the_words() -> None:
     windows = [(1.5, _row(20 + i, f"raw lines {i} on termination", item_id=1, kind="window")) for i in range(3)]
     assert focus(text, _terms(text), windows + scored) == named
 
+
+
+def test_the_topic_drops_the_items_name_with_its_parties_not_a_name_word_asked_about() -> None:
+    """Issue 12: every word of the name was dropped wherever it stood, and the parties a record
+    does not repeat were kept: "What is the Agreement Date clause of the Acme Supply Agreement
+    between Acme Corp. and Globex Ltd.?" was asked again as "Date clause between Corp. Globex
+    Ltd.". The name is the phrase where its words cluster, parties included."""
+    acme = [_row(i, f"Acme Supply Agreement, section {i}: topic {i}", item_id=1) for i in range(4)]
+    scored = [(1.0 - i / 100, r) for i, r in enumerate(acme)]
+    text = "What is the Agreement Date clause of the Acme Supply Agreement between Acme Corp. and Globex Ltd.?"
+    assert focus(text, _terms(text), scored) == ([1], "Agreement Date clause", True)
+    text = "Does the Acme Supply Agreement (as amended) between Acme Corp. and Globex Ltd. renew on its own?"
+    assert focus(text, _terms(text), scored) == ([1], "renew its own", True)
+
+
+def test_words_every_text_repeats_name_no_item() -> None:
+    """A franchise agreement in the first person repeats "we" and "have" in every clause: "Where do
+    we have to warn the other side ...?" named it, and its clauses crowded out the answer."""
+    ours = [_row(i, f"We have the right to approve item {i}.", item_id=1) for i in range(4)]
+    text = "Where do we have to warn the other side ahead of time?"
+    assert focus(text, _terms(text), [(1.0 - i / 100, r) for i, r in enumerate(ours)]) is None
+    # words an article repeats name it, but not by a proper name: its records are not re-ranked
+    # by the topic alone (a knowledge base's company profile crowded out the answer, kb tune half)
+    profile = [_row(i, f"The company's year {i}: item {i}", item_id=1) for i in range(4)]
+    text = "Can you identify the year in which the company was founded?"
+    named = focus(text, _terms(text), [(1.0 - i / 100, r) for i, r in enumerate(profile)])
+    assert named is not None and not named.proper
+
+
+def test_within_a_named_item_the_topic_ranks_its_records_not_its_name() -> None:
+    """Issue 12: within the contract a question names, every clause repeats its name, so the
+    question's cosine and keywords favoured the preamble (all the parties) over the clause asked
+    about, which only the focused search had found (no first-stage score at all)."""
+    preamble = _row(0, "Supply Agreement between Acme Corp and Globex Inc, dated 1 May 2020", title="Parties")
+    notices = _row(1, "Notices shall be given in writing to the addresses above", title="Notices")
+    other = _row(2, "Globex Inc invoices are due in 30 days", item_id=2, path="b.md")
+    rows = [preamble, notices, other]
+    terms = _terms("What is the notices clause of the Acme Supply Agreement between Acme Corp and Globex Inc?")
+    dense, fused, lexical = {preamble.id: 0.8, other.id: 0.5}, {preamble.id: 1.0, other.id: 0.5}, {preamble.id: 1.0}
+    topical = {preamble.id: 0.2, notices.id: 0.6}
+    named = Named(frozenset({1}), {notices.id: 1.0})
+    assert rank(terms, rows, dense, topical, fused, lexical)[0][1].id == preamble.id
+    assert [r.id for _, r in rank(terms, rows, dense, topical, fused, lexical, named=named)] == [
+        notices.id, preamble.id, other.id]
 
 # -- packing and exact accounting ----------------------------------------------------------------
 
