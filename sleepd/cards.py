@@ -34,11 +34,15 @@ CARD_SHARE = 0.5
 #: cards for at most this many items
 CARD_ITEMS = 12
 #: an item gets a card when its item score is within this of the best item's (a named contract
-#: stands far above the others, and then there is nothing to card). Tune halves, 256/512/1,024/
-#: 2,048 tokens, 0.15 -> 0.6: code at file level (11 issues) .545/.545/.545/.727 -> .545/.545/.636/
-#: .818 (1.0: .636/.545/.727/.818, but function level at 2,048 .455 -> .364); kb (495)
-#: .935/.945/.960/.982 -> .937/.976/.988/.990. A bug report's top file often leads by a name it
-#: quotes, and the file at fault ranks 2nd-6th, out of 0.15's reach
+#: stands far above the others, and then there is nothing to card: 0.63-1.3 above the next, 10th-90th
+#: percentile, contracts tune half). Tune halves at 256/512/1,024/2,048 (with sleepd.order.repeats):
+#: 0.15: kb .939/.952/.978/.986, accounts .828/.916/.935/.953, contracts .396/.592/.796/.918;
+#: 0.6: kb .945/.976/.988/.990, accounts .885/.982/.995/1.0, contracts .396/.592/.791/.921;
+#: no limit (the top 12 items): contracts .263/.486/.673/.871. A kb proxy of several questions
+#: in one message (2-6 gold articles) at 512/1,024/2,048: .429/.524/.620 at 0.15, .540/.665/.753
+#: at 0.6, .542/.689/.824 with no limit. Code at file level (11 tune issues): .545/.545/.545/.727
+#: at 0.15, .545/.545/.636/.818 at 0.6: a bug report's top file often leads by a name it quotes,
+#: and the file at fault ranks 2nd-6th, out of 0.15's reach
 CARD_SPREAD = 0.6
 #: the kinds of record a card condenses (sleepd.records: a file's summary, a contract's card, an
 #: account's brief): packed, they take the card's place, and a card is never packed beside one

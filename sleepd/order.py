@@ -10,16 +10,21 @@ the same 2-3 articles). Here:
   next ones) and orders records coarse to fine: first the best record of every likely item (one
   whose score is close to the best item's), items best first, then the other records by score;
 * :func:`covered` says whether a record's evidence lies inside the lines that packed records of the
-  same item hold word for word (:data:`VERBATIM` kinds): then the record adds nothing.
+  same item hold word for word (:data:`VERBATIM` kinds): then the record adds nothing;
+* :func:`repeats` says whether a record's words are mostly said already by packed records of its
+  item, whatever lines either cites: an article's summary and its likely questions quote its
+  sentences, which a packed window of the article holds (issue 12: a kb pack of 1,024 tokens was
+  one article's window, summary and likely questions while the gold article ranked second).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["CARD_MARGIN", "ITEM_SUPPORT", "ITEM_SUPPORT_RECORDS", "VERBATIM", "Span", "covered", "item_order",
-           "item_scores", "spans"]
+__all__ = ["CARD_MARGIN", "ITEM_SUPPORT", "ITEM_SUPPORT_RECORDS", "REPEAT_SHARE", "VERBATIM", "Span", "covered",
+           "item_order", "item_scores", "repeats", "shingles", "spans"]
 
 #: an item's score is its best record's plus this share of each of its next records' scores...
 ITEM_SUPPORT = 0.1
@@ -30,6 +35,9 @@ ITEM_SUPPORT_RECORDS = 2
 CARD_MARGIN = 0.1
 #: kinds whose text is their lines word for word: a span inside one of them, once packed, is said
 VERBATIM = frozenset({"window", "chunk", "section", "clause", "row"})
+#: a record repeats its item's packed records when at least this share of its word triples is in them
+REPEAT_SHARE = 0.5
+_WORD = re.compile(r"\w+")
 
 #: a source span: path, first and last line (1-based, inclusive)
 Span = tuple[str, int, int]
@@ -87,3 +95,15 @@ def covered(wanted: Sequence[Span], held: Iterable[Span]) -> bool:
         if reach < end:
             return False
     return True
+
+
+def shingles(text: str) -> frozenset[tuple[str, str, str]]:
+    """The text's runs of three words (lower-cased): what it says, whatever its lines or layout."""
+    words = _WORD.findall(text.lower())
+    return frozenset(zip(words, words[1:], words[2:], strict=False))
+
+
+def repeats(own: frozenset[tuple[str, str, str]], said: frozenset[tuple[str, str, str]]) -> bool:
+    """Whether at least :data:`REPEAT_SHARE` of a record's word triples ``own`` are in ``said`` (those
+    of the packed records of its item); False for a record of fewer than three words."""
+    return bool(own) and len(own & said) >= REPEAT_SHARE * len(own)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sleepd.cards import CARD_KIND, CARD_SHARE, CONDENSED, card_plan
-from sleepd.order import VERBATIM, Span, covered, item_order, spans
+from sleepd.order import VERBATIM, Span, covered, item_order, repeats, shingles, spans
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.tokens import Tokenizer
 
@@ -176,6 +176,13 @@ def _held(entries: list[_Entry], item_id: int) -> list[Span]:
     return [span for e in entries if e.row.item_id == item_id for span in e.holds]
 
 
+def _said(entries: list[_Entry], item_id: int) -> frozenset[tuple[str, str, str]]:
+    """What the packed records of an item say (their word triples); cards aside: a card is a pointer
+    that detail takes the place of."""
+    return frozenset().union(*(shingles(e.body) for e in entries
+                               if e.row.item_id == item_id and e.row.kind != CARD_KIND))
+
+
 class _Packing:
     """The records chosen so far, their exact cost, and how to add one more."""
 
@@ -236,9 +243,10 @@ class _Packing:
                 continue
             evidence = json.loads(row.evidence)
             wanted = spans(evidence)
-            if covered(wanted, _held(self.entries, row.item_id)):
+            if covered(wanted, _held(self.entries, row.item_id)) or repeats(
+                    shingles(row.text), _said(self.entries, row.item_id)):
                 self.seen.add(row.id)
-                continue  # a packed record of its item holds these lines already
+                continue  # packed records of its item hold these lines, or say these words, already
             item = self.items[row.item_id]
             fresh = item.observed_hash == item.enriched_hash
             body = row.text
@@ -258,8 +266,10 @@ class _Packing:
                 else:
                     self.take(*before)
                 continue
-            same = [e for e in self.entries if e.row.item_id == row.item_id]
-            replaced = [e for e in same if holds and covered(spans(e.evidence), holds)]
+            same = [e for e in self.entries if e.row.item_id == row.item_id and e.row.kind != CARD_KIND]
+            says = shingles(body)
+            replaced = [e for e in same if (holds and covered(spans(e.evidence), holds))
+                        or repeats(shingles(e.body), says)]
             if replaced:
                 # this record says all that packed records of its item say, and more: it takes their
                 # place, where the first of them was (the pack stays best first)
