@@ -176,13 +176,6 @@ def _held(entries: list[_Entry], item_id: int) -> list[Span]:
     return [span for e in entries if e.row.item_id == item_id for span in e.holds]
 
 
-def _said(entries: list[_Entry], item_id: int) -> frozenset[tuple[str, str, str]]:
-    """What the packed records of an item say (their word triples); cards aside: a card is a pointer
-    that detail takes the place of."""
-    return frozenset().union(*(shingles(e.body) for e in entries
-                               if e.row.item_id == item_id and e.row.kind != CARD_KIND))
-
-
 class _Packing:
     """The records chosen so far, their exact cost, and how to add one more."""
 
@@ -200,6 +193,29 @@ class _Packing:
         #: the ids of the records read already (packed, or said by one that is)
         self.seen: set[str] = set()
         self.stale: dict[int, ItemRow] = {}
+        #: each text's word triples, by text: a pack compares every candidate with what its item's
+        #: packed records say (at 8,192 tokens, worked out afresh each time, packing cost twice as much)
+        self._triples: dict[str, frozenset[tuple[str, str, str]]] = {}
+        #: what each item's packed records say, while the pack does not change (``changes`` counts)
+        self._said: dict[int, tuple[int, frozenset[tuple[str, str, str]]]] = {}
+        self.changes = 0
+
+    def says(self, text: str) -> frozenset[tuple[str, str, str]]:
+        """What ``text`` says: its word triples (:func:`sleepd.order.shingles`), worked out once a pack."""
+        found = self._triples.get(text)
+        if found is None:
+            found = self._triples[text] = shingles(text)
+        return found
+
+    def said(self, item_id: int) -> frozenset[tuple[str, str, str]]:
+        """What the packed records of an item say; cards aside: a card is a pointer that detail
+        takes the place of."""
+        changes, said = self._said.get(item_id, (-1, frozenset()))
+        if changes != self.changes:
+            said = frozenset().union(*(self.says(e.body) for e in self.entries
+                                       if e.row.item_id == item_id and e.row.kind != CARD_KIND))
+            self._said[item_id] = (self.changes, said)
+        return said
 
     def recount(self, entries: list[_Entry]) -> int:
         records = _render(entries)
@@ -207,6 +223,7 @@ class _Packing:
 
     def take(self, entries: list[_Entry], used: int) -> None:
         self.entries, self.used = entries, used
+        self.changes += 1
         last = _render(entries)[-1] if entries else None
         self.tail = (last.header + last.text)[-TAIL_CHARS:] if last else ""
 
@@ -229,6 +246,7 @@ class _Packing:
         if cut != entry.body:
             entry = _Entry(entry.score, row, cut, entry.fresh, entry.evidence, [])
         self.entries.append(entry)
+        self.changes += 1
         self.seen.add(row.id)
         return True
 
@@ -243,8 +261,8 @@ class _Packing:
                 continue
             evidence = json.loads(row.evidence)
             wanted = spans(evidence)
-            if covered(wanted, _held(self.entries, row.item_id)) or repeats(
-                    shingles(row.text), _said(self.entries, row.item_id)):
+            said = self.said(row.item_id)
+            if covered(wanted, _held(self.entries, row.item_id)) or repeats(self.says(row.text), said):
                 self.seen.add(row.id)
                 continue  # packed records of its item hold these lines, or say these words, already
             item = self.items[row.item_id]
@@ -267,9 +285,9 @@ class _Packing:
                     self.take(*before)
                 continue
             same = [e for e in self.entries if e.row.item_id == row.item_id and e.row.kind != CARD_KIND]
-            says = shingles(body)
+            says = self.says(body)
             replaced = [e for e in same if (holds and covered(spans(e.evidence), holds))
-                        or repeats(shingles(e.body), says)]
+                        or repeats(self.says(e.body), says)]
             if replaced:
                 # this record says all that packed records of its item say, and more: it takes their
                 # place, where the first of them was (the pack stays best first)
