@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sleepd.cards import CARD_KIND, CARD_SHARE, CONDENSED, card_plan
-from sleepd.order import VERBATIM, Span, covered, item_order, repeats, shingles, spans
+from sleepd.order import SOURCE_TEXT, VERBATIM, Span, covered, item_order, repeats, shingles, spans
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.tokens import Tokenizer
 
@@ -172,8 +172,20 @@ def _render(entries: list[_Entry]) -> list[PackedRecord]:
     return records
 
 
-def _held(entries: list[_Entry], item_id: int) -> list[Span]:
-    return [span for e in entries if e.row.item_id == item_id for span in e.holds]
+@dataclass(frozen=True)
+class _Packed:
+    """An item's packed records (cards aside), the lines they hold word for word, their word triples,
+    and those of the ones that are source text."""
+
+    entries: list[_Entry]
+    held: list[Span]
+    said: frozenset[tuple[str, str, str]]
+    quoted: frozenset[tuple[str, str, str]]
+
+    def repeated(self, own: frozenset[tuple[str, str, str]], kind: str) -> bool:
+        """Whether a record of ``kind`` saying ``own`` repeats these: source text is repeated only by
+        source text (a file summary quoting a function's signature does not pin its lines)."""
+        return repeats(own, self.quoted if kind in SOURCE_TEXT else self.said)
 
 
 class _Packing:
@@ -196,8 +208,8 @@ class _Packing:
         #: each text's word triples, by text: a pack compares every candidate with what its item's
         #: packed records say (at 8,192 tokens, worked out afresh each time, packing cost twice as much)
         self._triples: dict[str, frozenset[tuple[str, str, str]]] = {}
-        #: what each item's packed records say, while the pack does not change (``changes`` counts)
-        self._said: dict[int, tuple[int, frozenset[tuple[str, str, str]]]] = {}
+        #: what each item's packed records hold and say, while the pack does not change (``changes`` counts)
+        self._packed: dict[int, tuple[int, _Packed]] = {}
         self.changes = 0
 
     def says(self, text: str) -> frozenset[tuple[str, str, str]]:
@@ -207,15 +219,17 @@ class _Packing:
             found = self._triples[text] = shingles(text)
         return found
 
-    def said(self, item_id: int) -> frozenset[tuple[str, str, str]]:
-        """What the packed records of an item say; cards aside: a card is a pointer that detail
-        takes the place of."""
-        changes, said = self._said.get(item_id, (-1, frozenset()))
-        if changes != self.changes:
-            said = frozenset().union(*(self.says(e.body) for e in self.entries
-                                       if e.row.item_id == item_id and e.row.kind != CARD_KIND))
-            self._said[item_id] = (self.changes, said)
-        return said
+    def packed(self, item_id: int) -> _Packed:
+        """The packed records of an item, cards aside (a card is a pointer that detail takes the
+        place of), with the lines they hold and what they say; worked out again when the pack changes."""
+        changes, found = self._packed.get(item_id, (-1, None))
+        if found is None or changes != self.changes:
+            entries = [e for e in self.entries if e.row.item_id == item_id and e.row.kind != CARD_KIND]
+            found = _Packed(entries, [span for e in entries for span in e.holds],
+                            frozenset().union(*(self.says(e.body) for e in entries)),
+                            frozenset().union(*(self.says(e.body) for e in entries if e.row.kind in SOURCE_TEXT)))
+            self._packed[item_id] = (self.changes, found)
+        return found
 
     def recount(self, entries: list[_Entry]) -> int:
         records = _render(entries)
@@ -261,8 +275,8 @@ class _Packing:
                 continue
             evidence = json.loads(row.evidence)
             wanted = spans(evidence)
-            said = self.said(row.item_id)
-            if covered(wanted, _held(self.entries, row.item_id)) or repeats(self.says(row.text), said):
+            packed = self.packed(row.item_id)
+            if covered(wanted, packed.held) or packed.repeated(self.says(row.text), row.kind):
                 self.seen.add(row.id)
                 continue  # packed records of its item hold these lines, or say these words, already
             item = self.items[row.item_id]
@@ -284,9 +298,8 @@ class _Packing:
                 else:
                     self.take(*before)
                 continue
-            same = [e for e in self.entries if e.row.item_id == row.item_id and e.row.kind != CARD_KIND]
             says = self.says(body)
-            replaced = [e for e in same if (holds and covered(spans(e.evidence), holds))
+            replaced = [e for e in packed.entries if (holds and covered(spans(e.evidence), holds))
                         or repeats(self.says(e.body), says)]
             if replaced:
                 # this record says all that packed records of its item say, and more: it takes their
