@@ -14,8 +14,8 @@ the same 2-3 articles). Here:
 * :func:`repeats` says whether a record's words are mostly said already by packed records of its
   item, whatever lines either cites: an article's summary and its likely questions quote its
   sentences, which a packed window of the article holds (issue 12: a kb pack of 1,024 tokens was
-  one article's window, summary and likely questions while the gold article ranked second). The
-  source's own words (:data:`SOURCE_TEXT`) are repeated only by packed source text.
+  one article's window, summary and likely questions while the gold article ranked second). A
+  symbol is judged by its lines alone (:data:`BY_LINES`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["CARD_MARGIN", "ITEM_SUPPORT", "ITEM_SUPPORT_RECORDS", "REPEAT_SHARE", "SOURCE_TEXT", "VERBATIM", "Span",
+__all__ = ["BY_LINES", "CARD_MARGIN", "ITEM_SUPPORT", "ITEM_SUPPORT_RECORDS", "REPEAT_SHARE", "VERBATIM", "Span",
            "covered", "item_order", "item_scores", "repeats", "shingles", "spans"]
 
 #: an item's score is its best record's plus this share of each of its next records' scores...
@@ -36,11 +36,10 @@ ITEM_SUPPORT_RECORDS = 2
 CARD_MARGIN = 0.1
 #: kinds whose text is their lines word for word: a span inside one of them, once packed, is said
 VERBATIM = frozenset({"window", "chunk", "section", "clause", "row"})
-#: kinds that are the source's own words (a symbol is its code under a signature line): one is
-#: repeated only by packed source text, never by a derived record (a file summary quoting a
-#: function's signature and docstring cites the whole file, and does not pin the function: leaving
-#: the symbol out cost code at function level .263 -> .211 at 1,024 tokens, issue 12)
-SOURCE_TEXT = VERBATIM | {"symbol"}
+#: kinds judged by their lines alone, never by their words: code repeats its own words (two
+#: functions of a file that share most of their word triples are still two functions; leaving one
+#: out for the other cost code at function level .263 -> .211 at 1,024 tokens, issue 12)
+BY_LINES = frozenset({"symbol"})
 #: a record repeats its item's packed records when at least this share of its word triples is in them
 REPEAT_SHARE = 0.5
 _WORD = re.compile(r"\w+")

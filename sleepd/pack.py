@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sleepd.cards import CARD_KIND, CARD_SHARE, CONDENSED, card_plan
-from sleepd.order import SOURCE_TEXT, VERBATIM, Span, covered, item_order, repeats, shingles, spans
+from sleepd.order import BY_LINES, VERBATIM, Span, covered, item_order, repeats, shingles, spans
 from sleepd.schema import ItemRow, RecordRow
 from sleepd.tokens import Tokenizer
 
@@ -174,18 +174,11 @@ def _render(entries: list[_Entry]) -> list[PackedRecord]:
 
 @dataclass(frozen=True)
 class _Packed:
-    """An item's packed records (cards aside), the lines they hold word for word, their word triples,
-    and those of the ones that are source text."""
+    """An item's packed records (cards aside), the lines they hold word for word, and their word triples."""
 
     entries: list[_Entry]
     held: list[Span]
     said: frozenset[tuple[str, str, str]]
-    quoted: frozenset[tuple[str, str, str]]
-
-    def repeated(self, own: frozenset[tuple[str, str, str]], kind: str) -> bool:
-        """Whether a record of ``kind`` saying ``own`` repeats these: source text is repeated only by
-        source text (a file summary quoting a function's signature does not pin its lines)."""
-        return repeats(own, self.quoted if kind in SOURCE_TEXT else self.said)
 
 
 class _Packing:
@@ -226,8 +219,7 @@ class _Packing:
         if found is None or changes != self.changes:
             entries = [e for e in self.entries if e.row.item_id == item_id and e.row.kind != CARD_KIND]
             found = _Packed(entries, [span for e in entries for span in e.holds],
-                            frozenset().union(*(self.says(e.body) for e in entries)),
-                            frozenset().union(*(self.says(e.body) for e in entries if e.row.kind in SOURCE_TEXT)))
+                            frozenset().union(*(self.says(e.body) for e in entries)))
             self._packed[item_id] = (self.changes, found)
         return found
 
@@ -276,7 +268,8 @@ class _Packing:
             evidence = json.loads(row.evidence)
             wanted = spans(evidence)
             packed = self.packed(row.item_id)
-            if covered(wanted, packed.held) or packed.repeated(self.says(row.text), row.kind):
+            by_words = row.kind not in BY_LINES
+            if covered(wanted, packed.held) or (by_words and repeats(self.says(row.text), packed.said)):
                 self.seen.add(row.id)
                 continue  # packed records of its item hold these lines, or say these words, already
             item = self.items[row.item_id]
@@ -300,7 +293,7 @@ class _Packing:
                 continue
             says = self.says(body)
             replaced = [e for e in packed.entries if (holds and covered(spans(e.evidence), holds))
-                        or repeats(self.says(e.body), says)]
+                        or (by_words and e.row.kind not in BY_LINES and repeats(self.says(e.body), says))]
             if replaced:
                 # this record says all that packed records of its item say, and more: it takes their
                 # place, where the first of them was (the pack stays best first)
