@@ -37,7 +37,10 @@ def _principal(service: Service, request: Request) -> Principal:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    return _parse(await request.body())
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
@@ -47,6 +50,14 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
+
+
+def _answer(service: Service, request: Request, raw: bytes) -> JSONResponse:
+    """A query's answer: the token checked first, then the body. The pack is encoded as it is:
+    FastAPI's validation and encoding of a returned dict of that size cost more than the JSON itself."""
+    principal = _principal(service, request)
+    body = _parse(raw)
+    return JSONResponse(service.query(body.get("q"), body.get("budget", defaults.DEFAULT_BUDGET), principal).as_dict())
 
 
 def _flag(body: dict[str, Any], name: str) -> bool:
@@ -105,12 +116,8 @@ def create_app(service: Service, health: Health | None = None) -> FastAPI:
     # every other request. Only reading the body stays on the loop.
     @app.post("/v1/query")
     async def post_query(request: Request) -> JSONResponse:
-        principal = await run_in_threadpool(_principal, service, request)
-        body = await _body(request)
-        # the pack encoded as it is: FastAPI's validation and encoding of a returned dict of that
-        # size cost more than the JSON itself
-        return await run_in_threadpool(lambda: JSONResponse(service.query(
-            body.get("q"), body.get("budget", defaults.DEFAULT_BUDGET), principal).as_dict()))
+        raw = await request.body()
+        return await run_in_threadpool(_answer, service, request, raw)  # one hop to the pool
 
     @app.post("/v1/refresh")
     async def post_refresh(request: Request) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sleepd.aggregates import is_aggregate
 from sleepd.order import item_scores
-from sleepd.schema import ItemRow, RecordRow
+from sleepd.schema import ItemRow, Record
 from sleepd.sparse import terms
 
 __all__ = ["CARD_BUDGET", "CARD_ITEMS", "CARD_KIND", "CARD_SHARE", "CARD_SPREAD", "CONDENSED", "WHY_CHARS", "Card",
@@ -56,7 +56,7 @@ class Card:
     """A card to pack: the item's card record, and its body with why it matches."""
 
     score: float
-    row: RecordRow
+    row: Record
     #: the card with why it matches, for an item packed without detail
     body: str
     evidence: list[dict[str, Any]]
@@ -67,7 +67,7 @@ class Card:
         return self.row.text
 
 
-def why(question: frozenset[str], row: RecordRow) -> str:
+def why(question: frozenset[str], row: Record) -> str:
     """The line of ``row``'s text holding most of the question's words (the first of equals), cut
     to :data:`WHY_CHARS`; "" when no line holds any."""
     best, found = 0, ""
@@ -79,7 +79,7 @@ def why(question: frozenset[str], row: RecordRow) -> str:
     return found if len(found) <= WHY_CHARS else found[:WHY_CHARS].rsplit(" ", 1)[0] + " …"
 
 
-def card_plan(query: str, budget: int, scored: Sequence[tuple[float, RecordRow]], cards: Mapping[int, RecordRow],
+def card_plan(query: str, budget: int, scored: Sequence[tuple[float, Record]], cards: Mapping[int, Record],
               items: Mapping[int, ItemRow]) -> list[Card]:
     """The cards to pack, likely items best first: none above :data:`CARD_BUDGET`, when fewer
     than two items are likely, or when an aggregate leads (its lines are the items' cards: cards
@@ -96,7 +96,7 @@ def card_plan(query: str, budget: int, scored: Sequence[tuple[float, RecordRow]]
     if len(likely) < 2:
         return []
     question = terms(query)
-    best_row: dict[int, RecordRow] = {}
+    best_row: dict[int, Record] = {}
     for _, row in scored:
         best_row.setdefault(row.item_id, row)
     plan = []

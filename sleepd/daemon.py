@@ -288,7 +288,8 @@ class Daemon:
     def _announce_first_pass(self) -> None:
         """Log the first pass's progress every ``PROGRESS_LOG_SECONDS`` while it moves (lines, not
         a live bar: the worker's log lines would cut through one), and say once, when the first
-        scan's work is all published and indexed, how much it made: from then on ``status``
+        scan's work is all published and indexed and the index searches at full speed
+        (:meth:`~sleepd.index.VectorIndex.warm`), how much it made: from then on ``status``
         reports the memory ready (``first_pass_s``)."""
         from sleepd.progress import first_pass_line, first_pass_progress
 
@@ -306,7 +307,8 @@ class Daemon:
                 told_at = time.monotonic()
             items = sum(n for src in report["sources"] for state, n in src["items"].items() if state != "deleted")
             pending = sum(src["items"]["pending"] for src in report["sources"])
-            if pending == 0 and not report["queue"] and report["index_lag"] == 0:
+            # ... and the index's fast search made (started only now: the first pass's writes follow it)
+            if pending == 0 and not report["queue"] and report["index_lag"] == 0 and self.service.index.warm():
                 took = round(time.time() - self.started_at, 1)
                 log.info("first pass done: %d items, %d records in %.0f s", items, report["records"], took)
                 self.first_pass_s = took  # after the line: whoever sees it ready finds it logged

@@ -22,7 +22,7 @@ from typing import Any
 
 from sleepd.cards import CARD_KIND, CARD_SHARE, CONDENSED, card_plan
 from sleepd.order import BY_LINES, VERBATIM, Span, covered, item_order, repeats, shingles, spans
-from sleepd.schema import ItemRow, RecordRow
+from sleepd.schema import ItemRow, Record
 from sleepd.tokens import Tokenizer
 
 __all__ = ["MIN_PARTIAL", "RAW_KIND", "RAW_LINES", "ROUTES", "SEPARATOR", "PackedRecord", "QueryResult", "fit", "pack",
@@ -151,7 +151,7 @@ class _Entry:
     """A record chosen for the pack, before headers: its row, the body packed (cut or raw lines)."""
 
     score: float
-    row: RecordRow
+    row: Record
     body: str
     fresh: bool
     evidence: list[dict[str, Any]]
@@ -256,7 +256,7 @@ class _Packing:
         self.seen.add(row.id)
         return True
 
-    def detail(self, ordered: Sequence[tuple[float, RecordRow]], limit: int) -> None:
+    def detail(self, ordered: Sequence[tuple[float, Record]], limit: int) -> None:
         """Pack ``ordered`` records not read yet while ``limit`` tokens hold them: a record whose
         lines a packed record of its item holds is left out, one that holds the lines of packed
         records of its item takes their place, and so does an item's first record its card's."""
@@ -308,9 +308,9 @@ class _Packing:
             self.add(entry, limit)
 
 
-def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, RecordRow]],
+def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, Record]],
          items: dict[int, ItemRow], roots: dict[str, Path] | None = None,
-         cards: Mapping[int, RecordRow] | None = None) -> QueryResult:
+         cards: Mapping[int, Record] | None = None) -> QueryResult:
     """Pack ``scored`` (best first) into ``budget`` tokens, each record under its header: items
     before records (:func:`sleepd.order.item_order`), a record whose lines a packed record of its
     item already holds left out, and one that holds the lines of packed records of its item put in
@@ -352,7 +352,7 @@ def route(records: Sequence[PackedRecord]) -> str:
     return "memory" if raw == 0 else "raw" if raw == len(records) else "mixed"
 
 
-def empty_note(tokenizer: Tokenizer, budget: int, scored: Sequence[tuple[float, RecordRow]]) -> str:
+def empty_note(tokenizer: Tokenizer, budget: int, scored: Sequence[tuple[float, Record]]) -> str:
     """Why nothing was packed, in words: an empty pack must never look like an answer."""
     if not scored:
         return "nothing in memory matches the question, or nothing the caller may read"

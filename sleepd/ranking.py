@@ -14,7 +14,7 @@ from sleepd import defaults
 from sleepd.aggregates import is_aggregate, is_test_path
 from sleepd.index import Hit
 from sleepd.pack import RAW_KIND
-from sleepd.schema import RecordRow
+from sleepd.schema import Record
 from sleepd.sparse import terms as _terms
 
 #: weight of the keyword overlap against the cosine score; identifiers matter in code
@@ -92,7 +92,7 @@ def quoted_names(text: str) -> frozenset[str]:
     return frozenset(w for w in _IDENTIFIER.findall(text) if "_" in w.strip("_") or _CAMEL.search(w))
 
 
-def _named(names: frozenset[str], row: RecordRow) -> bool:
+def _named(names: frozenset[str], row: Record) -> bool:
     """Whether the record's title ends in a name the question quotes (a symbol's qualified name)."""
     return bool(names) and row.title.rsplit(".", 1)[-1] in names
 
@@ -103,7 +103,7 @@ def _named(names: frozenset[str], row: RecordRow) -> bool:
 Matches = dict[str, tuple[frozenset[str], frozenset[str]]]
 
 
-def _matches(terms: frozenset[str], row: RecordRow, memo: Matches) -> tuple[frozenset[str], frozenset[str]]:
+def _matches(terms: frozenset[str], row: Record, memo: Matches) -> tuple[frozenset[str], frozenset[str]]:
     """The words of ``terms`` in the record's title, and in the start of its text (what keyword
     scoring reads), from ``memo`` when this query has met the record before."""
     found = memo.get(row.id)
@@ -112,7 +112,7 @@ def _matches(terms: frozenset[str], row: RecordRow, memo: Matches) -> tuple[froz
     return found
 
 
-def _term_weights(query_terms: frozenset[str], rows: list[RecordRow], memo: Matches | None = None) -> dict[str, float]:
+def _term_weights(query_terms: frozenset[str], rows: list[Record], memo: Matches | None = None) -> dict[str, float]:
     """Each query word's weight: 1, plus its inverse document frequency among the candidates. A
     word every candidate shares (the name of the contract they all come from) counts less than
     the word only one of them has (the clause's topic), but still counts: a customer's name is
@@ -138,7 +138,7 @@ def _keyword_score(weights: dict[str, float], matches: tuple[frozenset[str], fro
     return (in_title + in_text) / 2
 
 
-def focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow]],
+def focus(text: str, terms: frozenset[str], scored: list[tuple[float, Record]],
            memo: Matches | None = None) -> Focus | None:
     """The items a question names, and what it asks about them; None when it names none.
 
@@ -152,7 +152,7 @@ def focus(text: str, terms: frozenset[str], scored: list[tuple[float, RecordRow]
     memo = {} if memo is None else memo
     # a raw window is not written to name its item (a clause is headed by its contract's name)
     enriched = [row for _, row in scored if row.kind != RAW_KIND]
-    by_item: dict[int, list[RecordRow]] = {}
+    by_item: dict[int, list[Record]] = {}
     for row in enriched:
         by_item.setdefault(row.item_id, []).append(row)
     named: list[int] = []
@@ -241,7 +241,7 @@ def _continues_name(word: str) -> bool:
                                            or word.lower() in _CONNECTORS)
 
 
-def rank_key(pair: tuple[float, RecordRow]) -> tuple[float, str, str, str, str, str, str]:
+def rank_key(pair: tuple[float, Record]) -> tuple[float, str, str, str, str, str, str]:
     """A total order on scored rows that is the same in every home built from the same content:
     the score rounded to :data:`SCORE_DIGITS` (two homes' stored vectors may differ in the last
     bits), then what the row says and where, never its id (ids come from item ids, which depend on
@@ -291,10 +291,10 @@ def cosine(vector: list[float], embedding: bytes) -> float:
     return float(np.dot(np.asarray(vector, dtype=np.float32), np.frombuffer(embedding, dtype=np.float32)))
 
 
-def rank(terms: frozenset[str], rows: list[RecordRow], dense: dict[str, float],
+def rank(terms: frozenset[str], rows: list[Record], dense: dict[str, float],
           topical: dict[str, float], fused: dict[str, float],
           lexical: dict[str, float] | None = None, memo: Matches | None = None,
-          names: frozenset[str] = frozenset(), named: Named | None = None) -> list[tuple[float, RecordRow]]:
+          names: frozenset[str] = frozenset(), named: Named | None = None) -> list[tuple[float, Record]]:
     """Rows by score, best first: cosine to the question (a row found only by the focused search
     gets the lowest cosine seen), weighted keyword overlap, a prior by kind, a penalty for
     tests, the cosine to the focused topic (the lowest one seen outside the focus), and the
@@ -330,8 +330,8 @@ class Named:
     topic_lexical: dict[str, float]
 
 
-def _within_named(scored: list[tuple[float, RecordRow]], named: Named, topical: dict[str, float],
-                  topic_floor: float) -> list[tuple[float, RecordRow]]:
+def _within_named(scored: list[tuple[float, Record]], named: Named, topical: dict[str, float],
+                  topic_floor: float) -> list[tuple[float, Record]]:
     """``scored`` with each record of a named item re-scored: its item's best score, plus the
     record's cosine to the topic and its topic keyword score, and its kind's prior. Within a
     named contract every record repeats its name and parties, so the question's own cosine,

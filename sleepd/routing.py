@@ -30,7 +30,7 @@ from sqlmodel import col, select
 from sleepd.aggregates import AGGREGATE_PREFIX, is_aggregate
 from sleepd.index import Hit, VectorIndex
 from sleepd.ledger import Ledger
-from sleepd.schema import ItemRow, ItemState, RecordRow
+from sleepd.schema import ItemRow, ItemState, Record
 from sleepd.sparse import query_vector
 
 __all__ = ["ROUTE_BOOST", "aggregate_hits", "aggregate_items", "cross_item", "promote"]
@@ -91,17 +91,17 @@ def aggregate_hits(index: VectorIndex, ledger: Ledger, vector: list[float], ques
             index.search_sparse(query_vector(question_terms), pool, access=access, items=ids))
 
 
-def _family(row: RecordRow) -> tuple[int, str]:
+def _family(row: Record) -> tuple[int, str]:
     """The parts of one aggregate record: same item, same title but for its part number."""
     return row.item_id, _PART.sub("", row.title)
 
 
-def _part(row: RecordRow) -> int:
+def _part(row: Record) -> int:
     found = _PART.search(row.title)
     return int(found.group(1)) if found else 0
 
 
-def promote(scored: Sequence[tuple[float, RecordRow]]) -> list[tuple[float, RecordRow]]:
+def promote(scored: Sequence[tuple[float, Record]]) -> list[tuple[float, Record]]:
     """``scored`` (best first) with aggregates raised by :data:`ROUTE_BOOST` and the parts of the
     best aggregate record moved together, in part order, to where its best part ranks. Ties keep
     the order they came in (a total order, broken by content), so the result is deterministic."""

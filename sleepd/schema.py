@@ -6,6 +6,7 @@ Lists and dicts are stored as JSON text so one schema serves every database.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from enum import Enum
 
 from sqlalchemy import BigInteger, Column, Engine, Index, LargeBinary, Text, UniqueConstraint, inspect, text
@@ -16,6 +17,7 @@ __all__ = [
     "AGGREGATE_PREFIX",
     "ARCHIVED_COLUMNS",
     "OPEN_CHANGES",
+    "RECORD_COLUMNS",
     "AuditRow",
     "ChangeRow",
     "ChangeStatus",
@@ -26,6 +28,7 @@ __all__ = [
     "MetaRow",
     "QueryLogItemRow",
     "QueryLogRow",
+    "Record",
     "RecordArchiveRow",
     "RecordRow",
     "SourceRow",
@@ -148,6 +151,31 @@ class RecordRow(SQLModel, table=True):
     content_hash: str
     pipeline_version: str
     created_at: float
+
+
+@dataclass(slots=True, eq=False)
+class Record:
+    """A current record as the query reads it: the columns of a :class:`RecordRow` but its stored
+    vector, as a plain object. Building 128 ORM rows took 2.0 of a 3.1 ms read at 100k points, and
+    every attribute read of one goes through SQLAlchemy's instrumentation (~3,500 a query)."""
+
+    id: str
+    item_id: int
+    version: int
+    source: str
+    path: str
+    kind: str
+    title: str
+    text: str
+    evidence: str
+    access: str
+    content_hash: str
+    pipeline_version: str
+    created_at: float
+
+
+#: the columns a :class:`Record` is read from, in its fields' order
+RECORD_COLUMNS = tuple(RecordRow.__table__.columns[name] for name in Record.__slots__)  # type: ignore[attr-defined]
 
 
 class RecordArchiveRow(SQLModel, table=True):

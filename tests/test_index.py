@@ -8,13 +8,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import qdrant_edge as edge
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from sleepd import defaults
 from sleepd.index import EdgeIndex, Hit, Point, QdrantServerIndex, VectorIndex, open_index
+from sleepd.index.scan import _kth_largest
 from sleepd.sparse import document_vector, query_vector, terms
 
 DIM = 8
@@ -375,7 +379,7 @@ def test_edge_dense_search_scans_first_and_keeps_the_engines_hits(tmp_path: Path
     idx.upsert(points[: n - 200])
     assert idx.search(queries[0], 64) == engine(idx, queries[0], None, None)  # the engine's alone, for now
     idx.upsert(points[n - 200: n - 100])  # while the scan is being made, or after
-    assert idx.wait_scan(120)
+    assert idx.warm(120)
     check(idx)
     idx.upsert(points[n - 100:])  # kept in step by writes once the scan serves
     idx.upsert([Point(points[5].id, queries[0], points[5].payload)])  # moved next to a question
@@ -386,7 +390,14 @@ def test_edge_dense_search_scans_first_and_keeps_the_engines_hits(tmp_path: Path
     assert not {h.id for h in idx.search(queries[1], 64, access=["a"])} & {p.id for p in points[200:600]}
     idx.close()
     again = EdgeIndex(path, dim)  # the scan is made from the shard's stored points
-    again.search(queries[0], 64)
-    assert again.wait_scan(120)
+    assert again.warm(120)
     check(again)
     again.close()
+
+
+@given(st.lists(st.one_of(st.floats(-2, 2), st.just(float("-inf"))), min_size=1, max_size=600), st.data())
+@settings(max_examples=300, deadline=None)
+def test_the_scans_cut_is_the_exact_kth_largest(values: list[float], data: st.DataObject) -> None:
+    k = data.draw(st.integers(1, len(values)))
+    array = np.asarray(values, dtype=np.float64)
+    assert _kth_largest(array, k) == sorted(values, reverse=True)[k - 1]

@@ -145,15 +145,22 @@ class EdgeIndex:
             if self._scan is not None:
                 among = self._scan.candidates(floats, limit, access, sources)
                 return self._query(edge.Query.Nearest(floats), limit, access, sources, None, among)
-            if self._builder is None:
-                self._builder = threading.Thread(target=self._build_scan, args=(self._generation,),
-                                                 name="sleepd-index-scan", daemon=True)
-                self._builder.start()
+            self._start_scan()
         return self._query(edge.Query.Nearest(floats), limit, access, sources, None)
 
-    def wait_scan(self, timeout: float) -> bool:
-        """Wait until the dense first stage serves searches; whether it does."""
-        return self._scan_ready.wait(timeout)
+    def _start_scan(self) -> None:
+        """Make the dense first stage in a thread, unless it is made or being made (caller holds the lock)."""
+        if self._builder is None and not self._closed:
+            self._builder = threading.Thread(target=self._build_scan, args=(self._generation,),
+                                             name="sleepd-index-scan", daemon=True)
+            self._builder.start()
+
+    def warm(self, wait: float = 0.0) -> bool:
+        """Start making the dense first stage (the first search would), wait up to ``wait`` seconds
+        for it, and say whether it is settled: serving searches, or failed (the engine then scans)."""
+        with self._lock:
+            self._start_scan()
+        return self._scan_ready.wait(wait)
 
     def _build_scan(self, generation: int) -> None:
         """Make the scan from the shard (11 s for 100k points on 2 loaded cores: the scroll), outside
@@ -164,6 +171,7 @@ class EdgeIndex:
         except Exception:  # the engine's own scan serves, exact all the same
             if not self._closed:  # closed meanwhile: nothing to say
                 log.warning("could not make the dense first stage of %s", self.path, exc_info=True)
+            self._scan_ready.set()  # as fast as it will be: warm() waits no more
             return
         with self._lock:
             if generation != self._generation or self._closed:

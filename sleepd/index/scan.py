@@ -49,6 +49,8 @@ MIN_POINTS = 4096
 #: again; numpy's int8 product costs ~0.4 ms per 1,000 rows)
 STALE_ROWS = 2048
 _GROW = 1024
+#: the cut is looked for among the values at or above the k-th best of every 16th (0.1 ms at 100k)
+SAMPLE_STRIDE = 16
 #: a point's codes are within +-63, a question's within +-127 (then shifted to 1..255, uint8): on
 #: AVX2, onnxruntime multiplies uint8 by int8 in pairs summed into int16 (``vpmaddubsw``), which
 #: saturates above 32,767; 2 x 255 x 63 stays below (with +-127 codes the products were wrong)
@@ -84,11 +86,21 @@ def _product(codes: npt.NDArray[np.int8]) -> Any:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # 2.2 ms on one thread: a second would wait for a busy core
+    options.intra_op_num_threads = 2  # the first stage of a query at 100k: 3.8 ms on one thread, 2.7 on two
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _kth_largest(values: npt.NDArray[np.float64], k: int) -> float:
+    """The ``k``-th largest of ``values`` (``k <= len(values)``), exactly, without partitioning them
+    all (0.8 ms at 100k): the ``k``-th largest of every :data:`SAMPLE_STRIDE`-th value is at most it,
+    so the values at or above that one hold the answer."""
+    sample = values[::SAMPLE_STRIDE]
+    if len(sample) > k:
+        values = values[values >= np.partition(sample, len(sample) - k)[len(sample) - k]]
+    return float(np.partition(values, len(values) - k)[len(values) - k])
 
 
 class DenseScan:
@@ -213,6 +225,6 @@ class DenseScan:
         estimate = self._dots(codes[0]) * (self._scales[:used] * scales[0])
         bound = self._errors[:used] + errors[0] * self._sizes[:used]
         low = np.where(keep, estimate - bound, -np.inf)
-        cut = float(np.partition(low, used - limit)[used - limit])
+        cut = _kth_largest(low, limit)
         named = np.flatnonzero(keep & (estimate + bound >= cut - MARGIN))
         return [self._ids[row] for row in named.tolist()]

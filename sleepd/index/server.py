@@ -142,6 +142,10 @@ class QdrantServerIndex:
         found = self._client.retrieve(self.collection, list(ids), with_payload=True, with_vectors=False)
         return {str(r.id): dict(r.payload or {}) for r in found}
 
+    def warm(self, wait: float = 0.0) -> bool:
+        """Nothing to make: the server's own index serves."""
+        return True
+
     def count(self) -> int:
         return self._client.count(self.collection, exact=True).count
 

@@ -7,14 +7,16 @@ import json
 from collections.abc import Sequence
 
 from sqlalchemy import func
-from sqlalchemy.orm import defer
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from sleepd.ledger.engine import LedgerBase, delete_where, write_meta
 from sleepd.schema import (
+    RECORD_COLUMNS,
     ItemRow,
     QueryLogItemRow,
     QueryLogRow,
+    Record,
     RecordRow,
 )
 
@@ -24,7 +26,7 @@ __all__ = ["QueriesMixin"]
 class QueriesMixin(LedgerBase):
     """What the query verifies its candidates against, and what it logs."""
 
-    def current_records(self, ids: Sequence[str]) -> tuple[list[RecordRow], dict[int, ItemRow]]:
+    def current_records(self, ids: Sequence[str]) -> tuple[list[Record], dict[int, ItemRow]]:
         """The candidates that are still the published version of a live item, read in one
         snapshot (so an item's records all come from one version), with their items. One
         snapshot on PostgreSQL too: the reader's transactions are REPEATABLE READ."""
@@ -32,8 +34,7 @@ class QueriesMixin(LedgerBase):
             return [], {}
         with self.read() as s:
             # without the stored vectors: the query never reads them, and they are most of a row
-            rows = list(s.exec(select(RecordRow).options(defer(RecordRow.embedding))  # type: ignore[arg-type]
-                               .where(col(RecordRow.id).in_(list(ids)))).all())
+            rows = [Record(*r) for r in s.execute(sa_select(*RECORD_COLUMNS).where(col(RecordRow.id).in_(list(ids))))]
             item_ids = {r.item_id for r in rows}
             items = {i.id: i for i in s.exec(select(ItemRow).where(col(ItemRow.id).in_(item_ids))).all()}
         live = [r for r in rows if r.item_id in items and items[r.item_id].version == r.version]
@@ -47,18 +48,18 @@ class QueriesMixin(LedgerBase):
             found = s.exec(select(RecordRow.id, RecordRow.embedding).where(col(RecordRow.id).in_(list(ids)))).all()
         return {rid: embedding for rid, embedding in found}
 
-    def item_cards(self, item_ids: Sequence[int], kind: str) -> dict[int, RecordRow]:
+    def item_cards(self, item_ids: Sequence[int], kind: str) -> dict[int, Record]:
         """The current record of ``kind`` (an item's card) of each of ``item_ids`` that has one,
         without its stored vector, read in one snapshot."""
         if not item_ids:
             return {}
         with self.read() as s:
-            rows = s.exec(select(RecordRow).options(defer(RecordRow.embedding))  # type: ignore[arg-type]
-                          .join(ItemRow, col(ItemRow.id) == col(RecordRow.item_id))
-                          .where(col(RecordRow.item_id).in_(list(item_ids)), col(RecordRow.kind) == kind,
-                                 col(RecordRow.version) == col(ItemRow.version))).all()
+            rows = [Record(*r) for r in s.execute(
+                sa_select(*RECORD_COLUMNS).join(ItemRow, col(ItemRow.id) == col(RecordRow.item_id))
+                .where(col(RecordRow.item_id).in_(list(item_ids)), col(RecordRow.kind) == kind,
+                       col(RecordRow.version) == col(ItemRow.version)))]
         # one card per item version; should a version hold two, the first by content is the card
-        cards: dict[int, RecordRow] = {}
+        cards: dict[int, Record] = {}
         for row in sorted(rows, key=lambda r: (r.item_id, r.text)):
             cards.setdefault(row.item_id, row)
         return cards
