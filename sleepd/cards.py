@@ -19,7 +19,7 @@ from typing import Any
 
 from sleepd.aggregates import is_aggregate
 from sleepd.order import item_scores
-from sleepd.schema import ItemRow, Record
+from sleepd.schema import Item, Record
 from sleepd.sparse import terms
 
 __all__ = ["CARD_BUDGET", "CARD_ITEMS", "CARD_KIND", "CARD_SHARE", "CARD_SPREAD", "CONDENSED", "WHY_CHARS", "Card",
@@ -80,7 +80,7 @@ def why(question: frozenset[str], row: Record) -> str:
 
 
 def card_plan(query: str, budget: int, scored: Sequence[tuple[float, Record]], cards: Mapping[int, Record],
-              items: Mapping[int, ItemRow]) -> list[Card]:
+              items: Mapping[int, Item]) -> list[Card]:
     """The cards to pack, likely items best first: none above :data:`CARD_BUDGET`, when fewer
     than two items are likely, or when an aggregate leads (its lines are the items' cards: cards
     beside a portfolio cost the tune half's reworded portfolio questions .02 at 256 tokens). An

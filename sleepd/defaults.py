@@ -150,6 +150,8 @@ RETENTION_SECONDS = 3600.0
 RETENTION_RETRY_SECONDS = 30.0
 #: records whose words are kept between queries (keyword scoring was half of a query's time)
 TERMS_CACHE = 20_000
+#: question and topic vectors a query engine keeps, by text (12 KB each as Python floats)
+VECTOR_CACHE = 1024
 #: the index's sparse (keyword) vector: its name beside the unnamed dense vector
 SPARSE_VECTOR = "bm25"
 #: a record's sparse vector reads this much of its text (a chunk or clause is far shorter)

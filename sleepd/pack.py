@@ -22,7 +22,7 @@ from typing import Any
 
 from sleepd.cards import CARD_KIND, CARD_SHARE, CONDENSED, card_plan
 from sleepd.order import BY_LINES, VERBATIM, Span, covered, item_order, repeats, shingles, spans
-from sleepd.schema import ItemRow, Record
+from sleepd.schema import Item, Record
 from sleepd.tokens import Tokenizer
 
 __all__ = ["MIN_PARTIAL", "RAW_KIND", "RAW_LINES", "ROUTES", "SEPARATOR", "PackedRecord", "QueryResult", "fit", "pack",
@@ -184,7 +184,7 @@ class _Packed:
 class _Packing:
     """The records chosen so far, their exact cost, and how to add one more."""
 
-    def __init__(self, tokenizer: Tokenizer, items: dict[int, ItemRow], roots: dict[str, Path] | None) -> None:
+    def __init__(self, tokenizer: Tokenizer, items: dict[int, Item], roots: dict[str, Path] | None) -> None:
         self.tokenizer = tokenizer
         self.items = items
         self.roots = roots or {}
@@ -197,7 +197,7 @@ class _Packing:
         self.carded: dict[int, bool] = {}
         #: the ids of the records read already (packed, or said by one that is)
         self.seen: set[str] = set()
-        self.stale: dict[int, ItemRow] = {}
+        self.stale: dict[int, Item] = {}
         #: each text's word triples, by text: a pack compares every candidate with what its item's
         #: packed records say (at 8,192 tokens, worked out afresh each time, packing cost twice as much)
         self._triples: dict[str, frozenset[tuple[str, str, str]]] = {}
@@ -309,7 +309,7 @@ class _Packing:
 
 
 def pack(tokenizer: Tokenizer, query: str, budget: int, scored: Sequence[tuple[float, Record]],
-         items: dict[int, ItemRow], roots: dict[str, Path] | None = None,
+         items: dict[int, Item], roots: dict[str, Path] | None = None,
          cards: Mapping[int, Record] | None = None) -> QueryResult:
     """Pack ``scored`` (best first) into ``budget`` tokens, each record under its header: items
     before records (:func:`sleepd.order.item_order`), a record whose lines a packed record of its

@@ -4,6 +4,7 @@ fusion + sparse score), packed with a real tokenizer."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -22,7 +23,7 @@ from sleepd.ledger import Ledger
 from sleepd.order import item_scores
 from sleepd.pack import MIN_PARTIAL, PackedRecord, QueryResult, fit, pack, record_header
 from sleepd.ranking import Matches, Named, cosine, focus, fuse, quoted_names, rank, rank_key, relative, settled
-from sleepd.schema import ItemRow, QueryLogRow, Record
+from sleepd.schema import Item, QueryLogRow, Record
 from sleepd.sparse import query_vector
 from sleepd.sparse import terms as _terms
 from sleepd.tokens import Tokenizer
@@ -73,12 +74,18 @@ class QueryEngine:
         self.index = index
         self.embedder = embedder
         self.tokenizer = tokenizer
+        #: the vector of a question or a named item's topic ("the governing law", asked of contract
+        #: after contract), by its text: an embedding is most of a query's CPU
+        self.vector = functools.lru_cache(maxsize=defaults.VECTOR_CACHE)(self._encode)
         #: source name -> folder, to read the raw region of an item changed since enrichment
         self.roots = roots or {}
         # the query log is written by a thread of its own: a ledger commit is not the caller's wait
         self._log: queue.SimpleQueue[QueryLogRow | threading.Event | None] = queue.SimpleQueue()
         self._log_thread = threading.Thread(target=self._write_log, name="sleepd-query-log", daemon=True)
         self._log_thread.start()
+
+    def _encode(self, text: str) -> tuple[float, ...]:
+        return tuple(self.embedder.encode_one(text).tolist())
 
     def _write_log(self) -> None:
         while True:
@@ -116,13 +123,12 @@ class QueryEngine:
     def query(self, q: object, budget: object, principal: Principal) -> QueryResult:
         started = time.perf_counter()
         text, limit = check_query(q, budget)
-        vector = self.embedder.encode_one(text).tolist()
+        vector = self.vector(text)
         terms = _terms(text)
-        topics: dict[str, list[float]] = {}  # a focused topic is embedded once, whatever the pool
-        memo: Matches = {}  # and each candidate's words are looked at once
+        memo: Matches = {}  # each candidate's words are looked at once, whatever the pool
         pool = candidate_pool(limit)
         while True:
-            scored, items, exhausted = self._candidates(text, terms, vector, topics, memo, pool, principal)
+            scored, items, exhausted = self._candidates(text, terms, vector, memo, pool, principal)
             cards = self._cards(text, scored, limit, principal)
             result = pack(self.tokenizer, text, limit, scored, items, self.roots, cards)
             # a pack that did not fill while the index may hold more: ask for twice as many
@@ -137,9 +143,8 @@ class QueryEngine:
             items=json.dumps(sorted({r.item_id for _, r in scored if (r.source, r.path) in packed}))))
         return result
 
-    def _candidates(self, text: str, terms: frozenset[str], vector: list[float], topics: dict[str, list[float]],
-                    memo: Matches, pool: int,
-                    principal: Principal) -> tuple[list[tuple[float, Record]], dict[int, ItemRow], bool]:
+    def _candidates(self, text: str, terms: frozenset[str], vector: tuple[float, ...], memo: Matches, pool: int,
+                    principal: Principal) -> tuple[list[tuple[float, Record]], dict[int, Item], bool]:
         """The readable candidates, ranked, with their items, and whether the index has no more
         (the dense search returned fewer than ``pool`` hits)."""
         hits = self.index.search(vector, pool, access=principal.access)
@@ -170,9 +175,7 @@ class QueryEngine:
             # the question names an item: ask again, of that item alone, what it asks about it
             # (without the name, whose words dominate the question's embedding)
             item_ids, topic, proper = named
-            if topic not in topics:
-                topics[topic] = self.embedder.encode_one(expand(topic)).tolist()
-            topic_hits = self.index.search(topics[topic], pool, access=principal.access, items=item_ids)
+            topic_hits = self.index.search(self.vector(expand(topic)), pool, access=principal.access, items=item_ids)
             topical = {h.id: h.score for h in settled(topic_hits, pool)}
             within = None
             if proper:  # named by a proper name: its records rank by the topic (ranking._within_named)
@@ -198,7 +201,7 @@ class QueryEngine:
         readable = {c.id for c in _may_read(principal, list(cards.values()))}
         return {i: c for i, c in cards.items() if c.id in readable}
 
-    def _readable(self, ids: list[str], principal: Principal) -> tuple[list[Record], dict[int, ItemRow]]:
+    def _readable(self, ids: list[str], principal: Principal) -> tuple[list[Record], dict[int, Item]]:
         rows, items = self.ledger.current_records(ids)
         # a card is packed by its item (sleepd.cards), not found as a record of its own
         return _may_read(principal, [r for r in rows if r.kind != CARD_KIND]), items

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -286,7 +287,7 @@ def relative(hits: list[Hit]) -> dict[str, float]:
     return {h.id: round(h.score / best, SCORE_DIGITS) for h in hits}
 
 
-def cosine(vector: list[float], embedding: bytes) -> float:
+def cosine(vector: Sequence[float], embedding: bytes) -> float:
     """The cosine of the question to a record's stored embedding (both L2-normalised)."""
     return float(np.dot(np.asarray(vector, dtype=np.float32), np.frombuffer(embedding, dtype=np.float32)))
 

@@ -80,7 +80,7 @@ def aggregate_items(ledger: Ledger) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def aggregate_hits(index: VectorIndex, ledger: Ledger, vector: list[float], question_terms: frozenset[str],
+def aggregate_hits(index: VectorIndex, ledger: Ledger, vector: Sequence[float], question_terms: frozenset[str],
                    pool: int, access: Sequence[str] | None) -> tuple[list[Hit], list[Hit]]:
     """A dense and a sparse search over the aggregate items alone, ``pool`` hits each at most (the
     query fuses them as it fuses its first stage)."""

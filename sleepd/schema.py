@@ -16,12 +16,14 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "AGGREGATE_PREFIX",
     "ARCHIVED_COLUMNS",
+    "ITEM_COLUMNS",
     "OPEN_CHANGES",
     "RECORD_COLUMNS",
     "AuditRow",
     "ChangeRow",
     "ChangeStatus",
     "IndexEventRow",
+    "Item",
     "ItemRow",
     "ItemState",
     "LlmUsageRow",
@@ -136,6 +138,9 @@ class VersionRow(SQLModel, table=True):
 
 class RecordRow(SQLModel, table=True):
     __tablename__ = "records"
+    #: an item's card is read by its kind every query (sleepd.cards): 1.3 ms for 12 contracts
+    #: through the item_id index, whose rows had to be read to find the kind
+    __table_args__ = (Index("ix_records_item_kind", "item_id", "kind"),)
     id: str = Field(primary_key=True)
     item_id: int = Field(index=True)
     version: int
@@ -174,8 +179,22 @@ class Record:
     created_at: float
 
 
-#: the columns a :class:`Record` is read from, in its fields' order
+@dataclass(slots=True, eq=False)
+class Item:
+    """An item as the query reads it beside its candidates (a plain object, as :class:`Record`)."""
+
+    id: int
+    source: str
+    key: str
+    state: str
+    observed_hash: str | None
+    version: int
+    enriched_hash: str | None
+
+
+#: the columns a :class:`Record` and an :class:`Item` are read from, in their fields' order
 RECORD_COLUMNS = tuple(RecordRow.__table__.columns[name] for name in Record.__slots__)  # type: ignore[attr-defined]
+ITEM_COLUMNS = tuple(ItemRow.__table__.columns[name] for name in Item.__slots__)  # type: ignore[attr-defined]
 
 
 class RecordArchiveRow(SQLModel, table=True):
@@ -314,7 +333,13 @@ def upgrade(engine: Engine) -> None:
     old_events = (inspector.has_table(IndexEventRow.__tablename__)
                   and "applied" not in {c["name"] for c in inspector.get_columns(IndexEventRow.__tablename__)})
     no_route = had_log and "route" not in {c["name"] for c in inspector.get_columns(QueryLogRow.__tablename__)}
+    had_records = inspector.has_table(RecordRow.__tablename__)
+    records_indexed = had_records and "ix_records_item_kind" in {
+        i["name"] for i in inspector.get_indexes(RecordRow.__tablename__)}
     SQLModel.metadata.create_all(engine)
+    if had_records and not records_indexed:
+        with engine.begin() as conn:  # IF NOT EXISTS: another process may be upgrading it too
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_records_item_kind ON records (item_id, kind)"))
     if old_events:
         _add_applied(engine)
     if no_route:

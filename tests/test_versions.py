@@ -76,3 +76,32 @@ def test_keep_versions_setting(tmp_path: Path) -> None:
         config.write_text(bad)
         with pytest.raises(ConfigError, match=re.escape(key)):
             load_settings({"SLEEPD_HOME": home, "SLEEPD_CONFIG": str(config)})
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_older_ledger_gains_the_card_index(database: str, settings: Settings,
+                                              request: pytest.FixtureRequest) -> None:
+    """A ledger whose records table predates the (item, kind) index gains it when opened, and the
+    cards are read through it."""
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else settings.database_url
+    led = Ledger(url)
+    led.engine.dispose()
+    with led.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_records_item_kind"))
+    assert "ix_records_item_kind" not in {i["name"] for i in inspect(led.engine).get_indexes("records")}
+    led.close()
+    led = Ledger(url)
+    try:
+        assert "ix_records_item_kind" in {i["name"] for i in inspect(led.engine).get_indexes("records")}
+        with led.write() as s:
+            s.add(ItemRow(source="docs", key="a.md", version=0, state="pending"))
+        with led.read() as s:
+            item = s.exec(select(ItemRow)).one()
+        assert item.id is not None
+        drafts = [Draft(kind=kind, title="A", text=text_, evidence=(Evidence("a.md", 1, 1),))
+                  for kind, text_ in ((RecordKind.SECTION, "alpha"), (RecordKind.CARD, "a.md: the card"))]
+        led.publish_version(item.id, "h1", "p", drafts, np.zeros((2, 384), dtype=np.float32), ["*"], 0)
+        cards = led.item_cards([item.id], RecordKind.CARD.value)
+        assert [c.text for c in cards.values()] == ["a.md: the card"]
+    finally:
+        led.close()

@@ -12,7 +12,9 @@ from sqlmodel import col, select
 
 from sleepd.ledger.engine import LedgerBase, delete_where, write_meta
 from sleepd.schema import (
+    ITEM_COLUMNS,
     RECORD_COLUMNS,
+    Item,
     ItemRow,
     QueryLogItemRow,
     QueryLogRow,
@@ -26,7 +28,7 @@ __all__ = ["QueriesMixin"]
 class QueriesMixin(LedgerBase):
     """What the query verifies its candidates against, and what it logs."""
 
-    def current_records(self, ids: Sequence[str]) -> tuple[list[Record], dict[int, ItemRow]]:
+    def current_records(self, ids: Sequence[str]) -> tuple[list[Record], dict[int, Item]]:
         """The candidates that are still the published version of a live item, read in one
         snapshot (so an item's records all come from one version), with their items. One
         snapshot on PostgreSQL too: the reader's transactions are REPEATABLE READ."""
@@ -36,9 +38,10 @@ class QueriesMixin(LedgerBase):
             # without the stored vectors: the query never reads them, and they are most of a row
             rows = [Record(*r) for r in s.execute(sa_select(*RECORD_COLUMNS).where(col(RecordRow.id).in_(list(ids))))]
             item_ids = {r.item_id for r in rows}
-            items = {i.id: i for i in s.exec(select(ItemRow).where(col(ItemRow.id).in_(item_ids))).all()}
+            items = {i.id: i for i in (Item(*r) for r in s.execute(
+                sa_select(*ITEM_COLUMNS).where(col(ItemRow.id).in_(item_ids))))}
         live = [r for r in rows if r.item_id in items and items[r.item_id].version == r.version]
-        return live, {k: v for k, v in items.items() if k is not None}
+        return live, items
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, bytes]:
         """The stored embeddings of records, by id: the vectors alone, not whole rows."""
