@@ -49,8 +49,10 @@ class EdgeIndex:
         self._shard = self._open()
         self._closed = False
         #: the dense first stage (:mod:`sleepd.index.scan`), made in a thread from the first search
-        #: over all items on; until it is ready the engine scans every point (exact all the same)
+        #: over all items or :meth:`warm` on; until it is ready the engine scans every point (exact
+        #: all the same)
         self._scan: DenseScan | None = None
+        #: set once the first stage is settled: serving, or failed to be made (the engine scans)
         self._scan_ready = threading.Event()
         self._builder: threading.Thread | None = None
         #: writes made while the scan is being made, replayed on it before it serves

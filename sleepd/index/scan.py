@@ -23,7 +23,8 @@ points tied at the cut, which one the engine keeps is its choice either way; the
 them all, :func:`sleepd.ranking.settled`.)
 
 The codes are made from the engine's own stored vectors and payloads (a scroll) at the first
-search, and kept in step by the index's writes (upsert, delete, access changes, clear); nothing
+search or when the index is warmed (``EdgeIndex.warm``: the daemon does before it reports the
+memory ready), and kept in step by the index's writes (upsert, delete, access changes, clear); nothing
 is stored, so a rebuild from the ledger rebuilds them too. The prepacked matrix is a snapshot:
 rows written since are scored by numpy (the same exact integer product) until
 :data:`STALE_ROWS` of them make it worth packing again.
